@@ -1,0 +1,1 @@
+"""Design domains behind one small protocol (:class:`designers.base.Designer`)."""

@@ -1,0 +1,67 @@
+"""The protocol every design domain implements.
+
+A designer owns its representation and its oracle (the Design-Bench rule): search algorithms see only tensors
+and never call the oracle behind the designer's back, so every oracle call is counted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """True scores of a batch of designs.
+
+    ``scores[i]`` is NaN exactly when ``failures[i]`` names why design ``i`` could not be scored; ``extras`` holds
+    per-design side quantities (e.g. QED and SA beside penalized logP, or C_D and mass beside top speed).
+    """
+
+    scores: np.ndarray
+    failures: list[str | None]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.array([f is None for f in self.failures], dtype=bool)
+
+
+@runtime_checkable
+class Designer(Protocol):
+    """A design domain: a relaxed tensor representation, its constraints and its true oracle.
+
+    Attributes:
+        name: short identifier used on the command line and in MLflow (``"molecule"``, ``"car"``).
+        input_shape: shape of one encoded design (without the batch dimension).
+        lower, upper: bounds of the relaxed box the search moves in (tensors broadcastable to ``input_shape``).
+        oracle_calls: number of designs scored by :meth:`oracle` so far.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    oracle_calls: int
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Any]:
+        """Draw ``n`` designs from the designer's data distribution."""
+
+    def encode(self, designs: Sequence[Any]) -> torch.Tensor:
+        """Designs → tensor of shape ``(n, *input_shape)``."""
+
+    def decode(self, x: torch.Tensor) -> list[Any]:
+        """Tensor (possibly relaxed, off the data manifold) → the nearest concrete designs."""
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Map any tensor back onto the feasible set of the relaxed representation."""
+
+    def oracle(self, designs: Sequence[Any]) -> OracleResult:
+        """Score designs with the true objective (higher is better). Counts every call."""
+
+    def constraint_violations(self, designs: Sequence[Any], seeds: Sequence[Any]) -> list[str | None]:
+        """For each design, ``None`` if it satisfies the user's constraints relative to its seed, else why not."""

@@ -1,0 +1,183 @@
+"""Training with a defense: none, FGSM or PGD adversarial training, or virtual adversarial training.
+
+One trainer for regression surrogates and for the classifiers of the robustness benchmark, so the defenses
+evaluated in ``flows/robustness_evaluation.py`` are exactly the ones the design surrogates use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasks.attacks import FGSM, PGD, cross_entropy_loss, squared_error_loss
+from tasks.attacks.vat import VirtualAdversarial, softmax_kl, squared_difference
+
+DEFENSES = ("none", "fgsm", "pgd", "vat")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the model is unusable."""
+
+
+@dataclass(frozen=True)
+class Defense:
+    """How training is made robust.
+
+    Args:
+        name: ``none``; ``fgsm`` (Goodfellow et al. 2015: loss ``α·L(x) + (1−α)·L(x_fgsm)``); ``pgd`` (Madry et
+            al. 2018: loss on the PGD example only); ``vat`` (Miyato et al. 2018: ``L(x) + λ·LDS`` on labelled
+            and unlabelled inputs).
+        eps: L∞ radius for fgsm/pgd.
+        fgsm_mix: α of the FGSM mixed loss (0.5 in the paper).
+        pgd_steps: PGD iterations during training (step size 2.5·ε/steps).
+        vat_eps: L2 radius of the virtual adversarial perturbation.
+        vat_weight: λ, the weight of the LDS term.
+        vat_xi, vat_power_iterations: finite-difference step and power iterations of the VAT direction.
+    """
+
+    name: Literal["none", "fgsm", "pgd", "vat"] = "none"
+    eps: float = 0.1
+    fgsm_mix: float = 0.5
+    pgd_steps: int = 7
+    vat_eps: float = 1.0
+    vat_weight: float = 1.0
+    vat_xi: float = 1e-6
+    vat_power_iterations: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in DEFENSES:
+            raise ValueError(f"unknown defense {self.name!r}; choose one of {', '.join(DEFENSES)}")
+        if not (self.eps >= 0 and self.vat_eps >= 0):
+            raise ValueError(f"defense eps must be ≥ 0, got eps={self.eps}, vat_eps={self.vat_eps}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    defense: Defense = field(default_factory=Defense)
+
+    def as_params(self) -> dict[str, float | int | str]:
+        """Flat parameters for experiment tracking."""
+        params = {k: v for k, v in asdict(self).items() if k != "defense"}
+        params.update({f"defense.{k}" if k != "name" else "defense": v for k, v in asdict(self.defense).items()})
+        return params
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    validation_loss: float
+
+
+@dataclass
+class TrainingHistory:
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+
+Task = Literal["regression", "classification"]
+
+
+def _supervised_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+    out = model(x)
+    if task == "classification":
+        return F.cross_entropy(out, y)
+    scale = getattr(model, "target_std", torch.tensor(1.0))
+    return F.mse_loss(out / scale, y / scale)
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, batch_size: int) -> float:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        total = sum(
+            float(_supervised_loss(model, x[i : i + batch_size], y[i : i + batch_size], task)) * len(x[i : i + batch_size])
+            for i in range(0, len(x), batch_size)
+        )
+    model.train(was_training)
+    return total / max(len(x), 1)
+
+
+def train_model(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    config: TrainingConfig,
+    task: Task = "regression",
+    x_unlabelled: torch.Tensor | None = None,
+    lower: float | torch.Tensor = 0.0,
+    upper: float | torch.Tensor = 1.0,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainingHistory:
+    """Train ``model`` in place with ``config.defense`` and return the per-epoch losses.
+
+    Regression losses are on standardised targets (``model.target_std``), so they read the same whatever the
+    oracle's units. ``x_unlabelled`` feeds VAT's smoothness term only. ``lower``/``upper`` is the input box the
+    adversarial examples stay in. Raises :class:`TrainingDiverged` as soon as a loss is not finite.
+    """
+    if len(x_train) == 0:
+        raise ValueError("the training set is empty")
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    defense = config.defense
+    attack_loss = cross_entropy_loss if task == "classification" else squared_error_loss
+    divergence = softmax_kl if task == "classification" else squared_difference
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    vat = VirtualAdversarial(
+        model, defense.vat_eps, defense.vat_xi, defense.vat_power_iterations, divergence, generator=generator
+    )
+    vat_pool = x_train if x_unlabelled is None else torch.cat([x_train, x_unlabelled])
+    history = TrainingHistory()
+
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total, seen = 0.0, 0
+        for start in range(0, len(x_train), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if defense.name == "fgsm":
+                x_adv = FGSM(model, defense.eps, attack_loss, lower, upper)(xb, yb)
+                model.train()
+                loss = defense.fgsm_mix * _supervised_loss(model, xb, yb, task) + (
+                    1 - defense.fgsm_mix
+                ) * _supervised_loss(model, x_adv, yb, task)
+            elif defense.name == "pgd":
+                x_adv = PGD(model, defense.eps, defense.pgd_steps, loss=attack_loss, lower=lower, upper=upper,
+                            generator=generator)(xb, yb)
+                model.train()
+                loss = _supervised_loss(model, x_adv, yb, task)
+            elif defense.name == "vat":
+                unlabelled = vat_pool[torch.randint(len(vat_pool), (len(xb),), generator=generator)]
+                loss = _supervised_loss(model, xb, yb, task) + defense.vat_weight * vat.loss(
+                    torch.cat([xb, unlabelled])
+                )
+            else:
+                loss = _supervised_loss(model, xb, yb, task)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training loss is {float(loss)} at epoch {epoch} (defense={defense.name}, lr={config.lr}); "
+                    "lower the learning rate or check the labels for NaN"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+        record = EpochRecord(epoch, total / seen, _evaluate(model, x_val, y_val, task, 1024) if len(x_val) else math.nan)
+        history.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    model.eval()
+    return history
