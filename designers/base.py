@@ -33,6 +33,19 @@ class OracleResult:
         return np.array([f is None for f in self.failures], dtype=bool)
 
 
+@dataclass(frozen=True)
+class ConstraintReport:
+    """Per design: ``violations[i]`` is ``None`` when design ``i`` satisfies every constraint, else the reason;
+    ``values`` holds the constrained quantities themselves (e.g. similarity to the seed) for the designs table."""
+
+    violations: list[str | None]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def satisfied(self) -> np.ndarray:
+        return np.array([v is None for v in self.violations], dtype=bool)
+
+
 @runtime_checkable
 class Designer(Protocol):
     """A design domain: a relaxed tensor representation, its constraints and its true oracle.
@@ -63,5 +76,14 @@ class Designer(Protocol):
     def oracle(self, designs: Sequence[Any]) -> OracleResult:
         """Score designs with the true objective (higher is better). Counts every call."""
 
-    def constraint_violations(self, designs: Sequence[Any], seeds: Sequence[Any]) -> list[str | None]:
-        """For each design, ``None`` if it satisfies the user's constraints relative to its seed, else why not."""
+    def constraints(self, designs: Sequence[Any], seeds: Sequence[Any]) -> ConstraintReport:
+        """Check each design against the user's constraints, relative to its own seed (``seeds[i]``)."""
+
+    def key(self, design: Any) -> str:
+        """A canonical text form: equal designs have equal keys (de-duplication, tables, caching)."""
+
+    def parse(self, text: str) -> Any:
+        """The inverse of :meth:`key`; raises ``ValueError`` naming the culprit on bad input."""
+
+    def render(self, pairs: Sequence[tuple[Any, Any]], path: str, captions: Sequence[str] | None = None) -> None:
+        """Draw (seed, design) pairs side by side into a PNG at ``path``."""
