@@ -173,7 +173,7 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         record = EpochRecord(epoch, total / seen, _evaluate(model, x_val, y_val, task, 1024) if len(x_val) else math.nan)
         history.epochs.append(record)

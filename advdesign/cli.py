@@ -1,0 +1,156 @@
+"""``advdesign``: the command line. Each subcommand runs one Prefect flow on the embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from advdesign import environment
+
+
+def _campaign_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("campaign", help="train → design → verify for several defenses, logged to MLflow")
+    p.add_argument("--designer", default="molecule", help="design domain: molecule or car")
+    p.add_argument("--quick", action="store_true", help="small settings that finish in a few minutes on 2 cores")
+    p.add_argument("--defenses", default="none,fgsm,vat", help="comma-separated: none, fgsm, pgd, vat")
+    p.add_argument("--seeds", metavar="FILE", help="seed designs, one per line (default: lowest-scoring of a pool)")
+    p.add_argument("--n-seeds", type=int, help="seeds drawn from the pool")
+    p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
+    p.add_argument("--epochs", type=int, help="surrogate training epochs")
+    p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
+    p.add_argument("--steps", type=int, help="gradient-search steps")
+    p.add_argument("--budget", type=int, help="oracle calls to verify each surrogate's designs")
+    p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
+    p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
+    p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
+    p.add_argument("--rng-seed", type=int, help="seed of data sampling and training")
+    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
+                   help="where tasks run: threads in this process, or a Dask cluster")
+    p.add_argument("--dask-address", help="scheduler address of a running Dask cluster (default: a local one)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
+    p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
+    p.add_argument("--json", metavar="PATH", help="write the campaign summary as JSON")
+
+
+def campaign_parameters(args: argparse.Namespace):
+    from flows.parameters import CampaignParameters
+
+    base = CampaignParameters.quick() if args.quick else CampaignParameters()
+    sections = base.model_dump()
+    sections["designer"]["name"] = args.designer
+    updates = {
+        ("data", "seeds_file"): args.seeds, ("data", "n_seeds"): args.n_seeds,
+        ("data", "n_labelled"): args.n_labelled, ("data", "rng_seed"): args.rng_seed,
+        ("surrogate", "epochs"): args.epochs, ("surrogate", "eps"): args.eps,
+        ("search", "steps"): args.steps, ("search", "budget"): args.budget,
+        ("designer", "objective"): args.objective, ("designer", "similarity_threshold"): args.similarity,
+        ("designer", "max_sa"): args.max_sa,
+    }
+    for (section, key), value in updates.items():
+        if value is not None:
+            sections[section][key] = value
+    sections["defenses"] = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    sections["experiment"] = args.experiment
+    sections["tracking_uri"] = args.tracking_uri
+    return CampaignParameters(**sections)
+
+
+def task_runner(kind: str, address: str | None):
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ValueError("--task-runner dask needs prefect-dask: pip install prefect-dask") from None
+        return DaskTaskRunner(address=address) if address else DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=4)
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        params = campaign_parameters(args)
+    except ValidationError as exc:
+        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    from tasks.tracking import check_reachable
+
+    check_reachable(environment.tracking_uri(params.tracking_uri))  # before Prefect starts anything
+    from flows.campaign import campaign
+
+    summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(params)
+    text = json.dumps(summary, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text if not args.json else _summary_lines(summary, args.json))
+    return 1 if any("error" in r for r in summary["defenses"].values()) else 0
+
+
+def _summary_lines(summary: dict, path: str) -> str:
+    rows = [f"{'defense':8} {'success':>8} {'transfer':>9} {'true gain':>10} {'pred gain':>10}"]
+    for defense, r in summary["defenses"].items():
+        if "error" in r:
+            rows.append(f"{defense:8} failed: {r['error']}")
+        else:
+            rows.append(f"{defense:8} {r['success_rate']:8.2f} {r['transfer_rate']:9.2f} "
+                        f"{r['oracle_improvement_mean']:10.2f} {r['predicted_improvement_mean']:10.2f}")
+    m = summary["mlflow"]
+    rows += [f"oracle calls {summary['oracle_calls']}, {summary['wall_seconds']:.0f} s; summary in {path}",
+             f"MLflow: {m['tracking_uri']} (experiment {m['experiment_id']}, run {m['parent_run_id']}); "
+             "browse with `make ui`"]
+    return "\n".join(rows)
+
+
+def _ui_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the project's tracking store")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri", help="backend store URI (default: the project's SQLite store)")
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    uri = environment.tracking_uri(args.tracking_uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    if uri.startswith("sqlite:"):
+        command += ["--default-artifact-root", environment.DEFAULT_ARTIFACT_ROOT.as_uri()]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}", flush=True)
+    os.execv(sys.executable, command)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="advdesign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _campaign_parser(sub)
+    _ui_parser(sub)
+    try:
+        from advdesign import cli_evaluate
+    except ImportError:
+        cli_evaluate = None
+    if cli_evaluate is not None:
+        cli_evaluate.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"campaign": run_campaign, "ui": run_ui}
+    try:
+        if args.command in handlers:
+            return handlers[args.command](args)
+        from advdesign import cli_evaluate
+
+        return cli_evaluate.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"advdesign {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""RDKit oracles for molecules, with no torch import so worker processes start fast.
+
+Penalized logP follows the JT-VAE constrained-optimisation benchmark (Jin et al. 2018, whose protocol MolDQN and
+MoFlow reuse): Crippen logP − SA score − ring penalty, where the ring penalty is ``max(0, largest ring − 6)``.
+Note its known trap: long saturated carbon chains raise it without limit, so it is always reported beside QED,
+SA and the Lipinski pass rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Sequence
+
+import numpy as np
+from rdkit import Chem, DataStructs, RDLogger
+from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdFingerprintGenerator
+from rdkit.Contrib.SA_Score import sascorer
+
+RDLogger.DisableLog("rdApp.*")
+
+OBJECTIVES = ("plogp", "qed")
+#: Side quantities the oracle returns with every score (cheap; QED is not, so it is a separate report).
+ORACLE_EXTRAS = ("logp", "sa", "ring_penalty", "mol_weight", "lipinski")
+_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() > 0 else None
+
+
+def ring_penalty(mol: Chem.Mol) -> int:
+    largest = max((len(ring) for ring in mol.GetRingInfo().AtomRings()), default=0)
+    return max(0, largest - 6)
+
+
+def lipinski_pass(mol: Chem.Mol, logp: float | None = None, mol_weight: float | None = None) -> bool:
+    """Lipinski's rule of five with no violation allowed."""
+    logp = Crippen.MolLogP(mol) if logp is None else logp
+    mol_weight = Descriptors.MolWt(mol) if mol_weight is None else mol_weight
+    return mol_weight <= 500 and logp <= 5 and Lipinski.NumHDonors(mol) <= 5 and Lipinski.NumHAcceptors(mol) <= 10
+
+
+def score_molecule(smiles: str, objective: str) -> tuple[float, str | None, tuple[float, ...]]:
+    """``(score, failure, extras)`` for one SMILES; ``failure`` names the reason when it cannot be scored."""
+    nan_extras = (math.nan,) * len(ORACLE_EXTRAS)
+    if not smiles:
+        return math.nan, "empty molecule", nan_extras
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        return math.nan, f"invalid SMILES {smiles!r}", nan_extras
+    logp = Crippen.MolLogP(mol)
+    sa = sascorer.calculateScore(mol)
+    rings = ring_penalty(mol)
+    weight = Descriptors.MolWt(mol)
+    score = logp - sa - rings if objective == "plogp" else QED.qed(mol)
+    return score, None, (logp, sa, float(rings), weight, float(lipinski_pass(mol, logp, weight)))
+
+
+def _score_chunk(args: tuple[list[str], str]) -> list[tuple[float, str | None, tuple[float, ...]]]:
+    smiles, objective = args
+    return [score_molecule(s, objective) for s in smiles]
+
+
+def _qed_chunk(smiles: list[str]) -> list[float]:
+    out = []
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s) if s else None
+        out.append(QED.qed(mol) if mol is not None and mol.GetNumAtoms() else math.nan)
+    return out
+
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Spawned, not forked: Prefect's and MLflow's threads make fork unsafe, and workers import only RDKit.
+    global _POOL
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return _POOL
+
+
+def default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def _parallel(fn, chunks: list, workers: int) -> list:
+    if workers <= 1 or len(chunks) <= 1:
+        return [fn(c) for c in chunks]
+    return list(_pool(workers).map(fn, chunks))
+
+
+def _chunks(items: Sequence, n_chunks: int) -> list[list]:
+    size = max(1, math.ceil(len(items) / n_chunks))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def score_molecules(
+    smiles: Sequence[str], objective: str = "plogp", workers: int | None = None, parallel_threshold: int = 256
+) -> tuple[np.ndarray, list[str | None], dict[str, np.ndarray]]:
+    """Batch oracle: scores, failure reasons and :data:`ORACLE_EXTRAS`, in process chunks across ``workers``."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    workers = default_workers() if workers is None else workers
+    if len(smiles) < parallel_threshold:
+        workers = 1
+    results = [r for part in _parallel(_score_chunk, [(c, objective) for c in _chunks(smiles, workers * 4)], workers)
+               for r in part]
+    scores = np.array([r[0] for r in results], dtype=float)
+    failures = [r[1] for r in results]
+    extras = np.array([r[2] for r in results], dtype=float).reshape(len(results), len(ORACLE_EXTRAS))
+    return scores, failures, {name: extras[:, i] for i, name in enumerate(ORACLE_EXTRAS)}
+
+
+def qed_scores(smiles: Sequence[str], workers: int | None = None) -> np.ndarray:
+    """QED (Bickerton et al. 2012) in parallel: ~1–2 ms a molecule, so it is computed for designs only."""
+    workers = default_workers() if workers is None else workers
+    if len(smiles) < 64:
+        workers = 1
+    return np.array([q for part in _parallel(_qed_chunk, _chunks(smiles, workers * 4), workers) for q in part])
+
+
+def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str]) -> np.ndarray:
+    """Pairwise (element i with element i) Tanimoto similarity of Morgan fingerprints, radius 2, 2048 bits."""
+    cache: dict[str, object] = {}
+
+    def fingerprint(s: str):
+        if s not in cache:
+            mol = Chem.MolFromSmiles(s) if s else None
+            cache[s] = _MORGAN.GetFingerprint(mol) if mol is not None else None
+        return cache[s]
+
+    out = np.full(len(smiles_a), np.nan)
+    for i, (a, b) in enumerate(zip(smiles_a, smiles_b)):
+        fa, fb = fingerprint(a), fingerprint(b)
+        if fa is not None and fb is not None:
+            out[i] = DataStructs.TanimotoSimilarity(fa, fb)
+    return out
+
+
+def _tokenize_chunk(smiles: list[str]) -> list[list[str] | str]:
+    import selfies as sf
+
+    out: list[list[str] | str] = []
+    for s in smiles:
+        try:
+            out.append(list(sf.split_selfies(sf.encoder(s))))
+        except Exception as exc:  # selfies raises EncoderError, RDKit-free; keep the reason, not the batch
+            out.append(f"cannot encode {s!r} as SELFIES: {str(exc).splitlines()[0]}")
+    return out
+
+
+def selfies_tokens(smiles: Sequence[str], workers: int | None = None) -> list[list[str] | str]:
+    """SELFIES tokens per SMILES (~0.5 ms each), or a failure reason string in place of the tokens."""
+    workers = default_workers() if workers is None else workers
+    if len(smiles) < 512:
+        workers = 1
+    return [t for part in _parallel(_tokenize_chunk, _chunks(smiles, workers * 4), workers) for t in part]

@@ -1,0 +1,186 @@
+"""Molecules as relaxed one-hot SELFIES, scored by RDKit.
+
+SELFIES (Krenn et al. 2020) makes every token string a valid molecule, so the gradient search can move freely in
+the continuous box [0,1]^(L×V) and the arg-max token per position always decodes to a molecule. The vocabulary
+(alphabet and maximum length) is fixed over all of MOSES (``designers/data/moses_selfies_vocabulary.json``), so
+every surrogate shares one input shape.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import selfies as sf
+import torch
+
+from designers import chem
+from designers.base import ConstraintReport, OracleResult
+from designers.data import VOCABULARY_FILE, moses_train_csv
+
+PAD = "[nop]"
+
+
+@lru_cache(maxsize=1)
+def _moses_smiles() -> tuple[str, ...]:
+    return tuple(pd.read_csv(moses_train_csv())["SMILES"].tolist())
+
+
+@lru_cache(maxsize=1)
+def _vocabulary() -> tuple[tuple[str, ...], int]:
+    data = json.loads(VOCABULARY_FILE.read_text())
+    return (PAD, *data["alphabet"]), int(data["max_length"])
+
+
+class MoleculeDesigner:
+    """Drug-like molecules from MOSES, optimised for penalized logP or QED under a similarity constraint.
+
+    Args:
+        objective: ``"plogp"`` (JT-VAE's penalized logP) or ``"qed"``.
+        similarity_threshold: δ, the minimum Tanimoto similarity (Morgan r=2, 2048 bits) to the seed.
+        max_sa: optional upper bound on the SA score (1 easy … 10 hard to synthesise).
+        max_mol_weight: optional upper bound on molecular weight in Da.
+        workers: processes for the RDKit oracle and SELFIES encoding (default: all cores).
+
+    Example:
+        >>> designer = MoleculeDesigner()
+        >>> x = designer.encode(["CC(=O)Oc1ccccc1C(=O)O"])
+        >>> designer.decode(x)
+        ['CC(=O)Oc1ccccc1C(=O)O']
+    """
+
+    name = "molecule"
+
+    def __init__(
+        self,
+        objective: str = "plogp",
+        similarity_threshold: float = 0.4,
+        max_sa: float | None = None,
+        max_mol_weight: float | None = None,
+        workers: int | None = None,
+    ) -> None:
+        if objective not in chem.OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(chem.OBJECTIVES)}")
+        if not 0 <= similarity_threshold <= 1:
+            raise ValueError(f"similarity_threshold must lie in [0, 1], got {similarity_threshold}")
+        self.objective = objective
+        self.similarity_threshold = similarity_threshold
+        self.max_sa = max_sa
+        self.max_mol_weight = max_mol_weight
+        self.workers = workers
+        self.alphabet, self.max_length = _vocabulary()
+        self._token_index = {token: i for i, token in enumerate(self.alphabet)}
+        self.input_shape = (self.max_length, len(self.alphabet))
+        self.lower, self.upper = 0.0, 1.0
+        self.oracle_calls = 0
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator) -> list[str]:
+        """``n`` distinct MOSES molecules (canonical SMILES, as MOSES stores them)."""
+        pool = _moses_smiles()
+        if n > len(pool):
+            raise ValueError(f"asked for {n} molecules; MOSES has {len(pool)}")
+        return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
+
+    # -- representation -------------------------------------------------------------------------------------------
+    def token_indices(self, smiles: Sequence[str]) -> tuple[torch.Tensor, list[str | None]]:
+        """``(indices (n, L) int64, failures)``: rows whose molecule cannot be represented are all padding and
+        their failure names the culprit (too long, unknown token, not SELFIES-encodable)."""
+        indices = torch.zeros((len(smiles), self.max_length), dtype=torch.long)
+        failures: list[str | None] = [None] * len(smiles)
+        for row, (s, tokens) in enumerate(zip(smiles, chem.selfies_tokens(smiles, self.workers))):
+            if isinstance(tokens, str):
+                failures[row] = tokens
+            elif len(tokens) > self.max_length:
+                failures[row] = f"{s!r} has {len(tokens)} SELFIES tokens; the vocabulary allows {self.max_length}"
+            elif unknown := [t for t in tokens if t not in self._token_index]:
+                failures[row] = f"{s!r} uses SELFIES token {unknown[0]} outside the MOSES alphabet"
+            else:
+                indices[row, : len(tokens)] = torch.tensor([self._token_index[t] for t in tokens], dtype=torch.long)
+        return indices, failures
+
+    def one_hot(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(indices.long(), len(self.alphabet)).float()
+
+    def encode(self, designs: Sequence[str]) -> torch.Tensor:
+        """SMILES → one-hot ``(n, L, V)``; raises ``ValueError`` naming every molecule that cannot be encoded."""
+        indices, failures = self.token_indices(designs)
+        bad = [f for f in failures if f is not None]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self.one_hot(indices)
+
+    def discretize(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The vertex of the box a relaxed tensor decodes to: the one-hot of its arg-max tokens.
+
+        Signed steps move every token with a same-signed gradient at the same rate, so several tokens of a
+        position often tie at the box's edge. Ties go to ``reference`` (the seed's one-hot) when given: the
+        search then changes a position only when some token truly overtakes the seed's, never by tie order.
+        """
+        if reference is not None:
+            x = x + 1e-4 * reference
+        return self.one_hot(x.argmax(dim=-1))
+
+    def decode(self, x: torch.Tensor) -> list[str]:
+        """Relaxed or one-hot ``(n, L, V)`` → canonical SMILES of the arg-max tokens (``""`` if nothing is left)."""
+        out = []
+        for row in x.argmax(dim=-1).tolist():
+            smiles = sf.decoder("".join(self.alphabet[i] for i in row))
+            out.append(chem.canonical_smiles(smiles) or "")
+        return out
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0.0, 1.0)
+
+    # -- oracle and constraints -----------------------------------------------------------------------------------
+    def oracle(self, designs: Sequence[str]) -> OracleResult:
+        self.oracle_calls += len(designs)
+        scores, failures, extras = chem.score_molecules(designs, self.objective, self.workers)
+        return OracleResult(scores, failures, extras)
+
+    def report(self, designs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Drug-likeness beside the objective (QED), not counted as oracle calls: it never steers the search."""
+        return {"qed": chem.qed_scores(designs, self.workers)}
+
+    def constraints(self, designs: Sequence[str], seeds: Sequence[str]) -> ConstraintReport:
+        similarity = chem.tanimoto_similarity(designs, seeds)
+        needs_properties = self.max_sa is not None or self.max_mol_weight is not None
+        extras = chem.score_molecules(designs, self.objective, self.workers)[2] if needs_properties else {}
+        violations: list[str | None] = []
+        for i, design in enumerate(designs):
+            if chem.canonical_smiles(design) is None:
+                violations.append(f"invalid SMILES {design!r}")
+            elif not similarity[i] >= self.similarity_threshold:
+                violations.append(f"similarity {similarity[i]:.3f} < {self.similarity_threshold}")
+            elif self.max_sa is not None and extras["sa"][i] > self.max_sa:
+                violations.append(f"SA score {extras['sa'][i]:.2f} > {self.max_sa}")
+            elif self.max_mol_weight is not None and extras["mol_weight"][i] > self.max_mol_weight:
+                violations.append(f"molecular weight {extras['mol_weight'][i]:.1f} > {self.max_mol_weight}")
+            else:
+                violations.append(None)
+        return ConstraintReport(violations, {"similarity": similarity})
+
+    # -- text and pictures ----------------------------------------------------------------------------------------
+    def key(self, design: str) -> str:
+        return chem.canonical_smiles(design) or ""
+
+    def parse(self, text: str) -> str:
+        smiles = chem.canonical_smiles(text.strip())
+        if smiles is None:
+            raise ValueError(f"invalid SMILES {text.strip()!r}")
+        return smiles
+
+    def render(self, pairs: Sequence[tuple[str, str]], path: str, captions: Sequence[str] | None = None) -> None:
+        from rdkit import Chem
+        from rdkit.Chem import Draw
+
+        mols, legends = [], []
+        for i, (seed, design) in enumerate(pairs):
+            caption = captions[i] if captions else ""
+            mols += [Chem.MolFromSmiles(seed), Chem.MolFromSmiles(design)]
+            legends += [f"seed {i}", f"design {i} {caption}".strip()]
+        image = Draw.MolsToGridImage(mols, molsPerRow=2, subImgSize=(300, 240), legends=legends)
+        image.save(path)

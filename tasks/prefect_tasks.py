@@ -1,0 +1,93 @@
+"""Thin Prefect task wrappers around the pure cores: what is cached, what retries, how batches are cut.
+
+Caching is on inputs (``cache_policy``) with results persisted under ``PREFECT_HOME``, so a campaign interrupted
+and run again relabels nothing and retrains nothing it already finished. Large tensors are excluded from cache
+keys and represented by a fingerprint of the data they were built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from designers.base import Designer, OracleResult
+from tasks.surrogate import Surrogate
+from tasks.training import TrainingConfig, TrainingHistory, train_model
+
+
+def designer_fingerprint(designer: Designer) -> str:
+    """The designer's name and plain settings: what decides its oracle's answers."""
+    settings = {
+        k: v for k, v in sorted(vars(designer).items())
+        if not k.startswith("_") and k != "oracle_calls" and isinstance(v, (str, int, float, bool, type(None)))
+    }
+    return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"
+
+
+def data_fingerprint(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().numpy()
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+@task(
+    name="oracle",
+    cache_policy=(INPUTS - "designer") + TASK_SOURCE,
+    retries=2,
+    retry_delay_seconds=1,
+)
+def oracle_batch(designer: Designer, designer_id: str, keys: Sequence[str]) -> OracleResult:
+    """Score one batch of designs (given by their keys) on the true oracle."""
+    return designer.oracle([designer.parse(k) for k in keys])
+
+
+def oracle_in_batches(designer: Designer, keys: Sequence[str], batch_size: int) -> OracleResult:
+    """Submit one task per batch (they run concurrently on the flow's task runner) and join the results."""
+    designer_id = designer_fingerprint(designer)
+    futures = [
+        oracle_batch.submit(designer, designer_id, list(keys[i : i + batch_size]))
+        for i in range(0, len(keys), batch_size)
+    ]
+    parts = [f.result() for f in futures]
+    if not parts:
+        return OracleResult(np.array([]), [], {})
+    extras = {name: np.concatenate([p.extras[name] for p in parts]) for name in parts[0].extras}
+    return OracleResult(np.concatenate([p.scores for p in parts]), [f for p in parts for f in p.failures], extras)
+
+
+@task(
+    name="train-surrogate",
+    cache_policy=(INPUTS - "x_train" - "y_train" - "x_val" - "y_val" - "x_unlabelled") + TASK_SOURCE,
+    task_run_name="train[{defense_name}]",
+)
+def train_surrogate_task(
+    data_id: str,
+    defense_name: str,
+    input_shape: tuple[int, ...],
+    hidden: tuple[int, ...],
+    config: TrainingConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    x_unlabelled: torch.Tensor | None,
+    lower: float | torch.Tensor = 0.0,
+    upper: float | torch.Tensor = 1.0,
+) -> tuple[Surrogate, TrainingHistory]:
+    """Train one surrogate; cached on the data's fingerprint and the configuration."""
+    model = Surrogate(input_shape, hidden)
+    model.set_target_scale(y_train)
+    history = train_model(model, x_train, y_train, x_val, y_val, config, "regression", x_unlabelled, lower, upper)
+    return model, history

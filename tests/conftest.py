@@ -1,0 +1,26 @@
+import os
+import sys
+import tempfile
+
+# Each test session gets its own Prefect home and MLflow store: tests never touch the project's own.
+_HOME = tempfile.mkdtemp(prefix="advdesign-tests-")
+os.environ["PREFECT_HOME"] = os.path.join(_HOME, "prefect")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+import advdesign.environment  # noqa: E402,F401
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real, temporary Prefect API for flow tests (started once per session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def tracking_uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
