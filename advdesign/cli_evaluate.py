@@ -57,6 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Run the flow; print one line per failure, never a traceback for a bad input."""
     from flows.robustness_evaluation import robustness_evaluation
+    from prefect.exceptions import ParameterTypeError
+
     from tasks.tracking import TrackingUnavailable
 
     defenses = [d.strip() for d in args.defenses.split(",") if d.strip()]
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             eps=args.eps, quick=args.quick, seed=args.seed, tracking_uri=args.tracking_uri,
             experiment=args.experiment,
         )
-    except (ValueError, TypeError, FileNotFoundError, TrackingUnavailable) as exc:
+    except (ValueError, TypeError, FileNotFoundError, TrackingUnavailable, ParameterTypeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"advdesign evaluate: error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -35,7 +35,7 @@ from torch import nn
 
 from tasks import robustness as rb
 from tasks import robustness_plots as plots
-from tasks.attacks.base import cross_entropy_loss, squared_error_loss
+from tasks.attacks.base import cross_entropy_loss, prediction_loss
 from tasks.attacks.transfer import TransferAttack, train_substitute
 from tasks.classifiers import ClassificationData, accuracy, build_architecture, load_classification_data
 from tasks.tracking import Tracker, load_model
@@ -253,18 +253,18 @@ def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, 
     """A design surrogate in its designer's input space: how far can an ε-perturbation move its prediction?"""
     with tracker.run("surrogate", parent_run_id=parent_run_id, params={"model_uri": model_uri, "task": "regression"},
                      tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
-        attacks = rb.white_box_attacks(settings, squared_error_loss)
-        sweep = rb.regression_sweep(model, x, y, attacks, settings.eps, settings.batch_size)
+        sweep = rb.regression_sweep(model, x, y, lambda loss: rb.white_box_attacks(settings, loss), settings.eps,
+                                    settings.batch_size)
         error, change = sweep.mean_adversarial_error(), sweep.mean_prediction_change()
         tol = settings.tolerance
-        steps2 = rb.regression_sweep(model, x, y, {"pgd": rb.white_box_attacks(settings, squared_error_loss, 2)["pgd"]},
+        steps2 = rb.regression_sweep(model, x, y, lambda loss: {"pgd": rb.white_box_attacks(settings, loss, 2)["pgd"]},
                                      settings.eps, settings.batch_size).mean_adversarial_error()["pgd"]
-        restarts2 = rb.regression_sweep(model, x, y, {"pgd": rb.white_box_attacks(settings, squared_error_loss, 1, 2)["pgd"]},
+        restarts2 = rb.regression_sweep(model, x, y, lambda loss: {"pgd": rb.white_box_attacks(settings, loss, 1, 2)["pgd"]},
                                         settings.eps, settings.batch_size).mean_adversarial_error()["pgd"]
         clean_error = float(sweep.clean_error.mean())
         checks = [
             rb.check_deterministic(model, x[:256]),
-            rb.check_gradients(model, x, y.to(torch.float32), squared_error_loss),
+            rb.check_gradients(model, x, y.to(torch.float32), prediction_loss),
             rb.check_monotone(error, clean_error, tol, decreasing=False, relative=True),
             rb.check_stronger(error, "pgd", "fgsm", tol, "pgd_not_weaker_than_fgsm",
                               "PGD finds a smaller error than FGSM: PGD is broken or not converged",

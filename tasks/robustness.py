@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss, squared_error_loss
+from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss, prediction_loss
 from tasks.attacks.fgsm import FGSM
 from tasks.attacks.pgd import PGD
 from tasks.attacks.random_noise import RandomNoise
@@ -170,10 +170,18 @@ def _per_example_abs(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return (a.reshape(len(a), -1) - b.reshape(len(b), -1)).abs().amax(dim=1).numpy()
 
 
+def negative_prediction_loss(prediction: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Lower the model's own prediction: the downward half of the regression attack."""
+    return -prediction_loss(prediction, y)
+
+
+#: ``builder(loss) -> {name: factory}``: the same attacks for any loss (the regression sweep needs two).
+AttackBuilder = Callable[[PerExampleLoss], Mapping[str, AttackFactory]]
+
+
 @dataclass
 class RegressionSweep:
-    """Per-example ``|f(x')−y|`` (adversarial error) and ``|f(x')−f(x)|`` (prediction change) per attack and ε,
-    each attack maximising exactly the quantity reported."""
+    """Per-example ``|f(x')−y|`` (adversarial error) and ``|f(x')−f(x)|`` (prediction change) per attack and ε."""
 
     eps: tuple[float, ...]
     clean_error: np.ndarray
@@ -199,20 +207,23 @@ class RegressionSweep:
         return {e: float(np.max([v[e] for v in self.prediction_change.values()], axis=0).mean()) for e in self.eps}
 
 
-def regression_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, AttackFactory],
+def regression_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: AttackBuilder,
                      eps: Sequence[float], batch_size: int = 500) -> RegressionSweep:
-    """Attacks built with :func:`~tasks.attacks.base.squared_error_loss`: pushed away from ``y`` for the
-    adversarial error, away from ``f(x)`` for the prediction change."""
+    """Each attack twice, once raising and once lowering the prediction: for a scalar output the largest
+    ``|f(x')−f(x)|`` and the largest ``|f(x')−y|`` over the ball are both attained at the ball's highest or lowest
+    prediction, so these two searches serve both numbers. (Maximising ``(f(x')−f(x))²`` directly would not: its
+    gradient vanishes at ``x' = x`` and FGSM would not move.)"""
     clean = _outputs(model, x, batch_size)
     y = y.to(clean.dtype).reshape(clean.shape)
     sweep = RegressionSweep(tuple(eps), _per_example_abs(clean, y))
-    for name, factory in attacks.items():
+    up, down = attacks(prediction_loss), attacks(negative_prediction_loss)
+    for name in up:
         sweep.adversarial_error[name], sweep.prediction_change[name] = {}, {}
         for e in eps:
-            away_from_label = run_attack(factory(model, e), x, y, batch_size)
-            sweep.adversarial_error[name][e] = _per_example_abs(_outputs(model, away_from_label, batch_size), y)
-            away_from_prediction = run_attack(factory(model, e), x, clean, batch_size)
-            sweep.prediction_change[name][e] = _per_example_abs(_outputs(model, away_from_prediction, batch_size), clean)
+            raised = _outputs(model, run_attack(up[name](model, e), x, None, batch_size), batch_size)
+            lowered = _outputs(model, run_attack(down[name](model, e), x, None, batch_size), batch_size)
+            sweep.adversarial_error[name][e] = np.maximum(_per_example_abs(raised, y), _per_example_abs(lowered, y))
+            sweep.prediction_change[name][e] = np.maximum(_per_example_abs(raised, clean), _per_example_abs(lowered, clean))
     return sweep
 
 
@@ -345,7 +356,7 @@ def check_converged(base: Mapping[float, float], more_steps: Mapping[float, floa
     """Doubling PGD's steps or restarts must not change the result by more than ``tolerance``."""
     drops = {}
     for e, b in base.items():
-        for label, other in (("2×steps", more_steps), ("2×restarts", more_restarts)):
+        for label, other in (("double_steps", more_steps), ("double_restarts", more_restarts)):
             o = other[e]
             drop = (o - b) if higher_is_stronger else (b - o)
             drops[(label, e)] = drop / max(abs(b), 1e-12) if relative else drop
