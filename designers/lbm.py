@@ -142,14 +142,19 @@ def bounce_back_links(solid: torch.Tensor) -> torch.Tensor:
 
 
 def _make_step(problem: FlowProblem, device: torch.device, dtype: torch.dtype) -> tuple[Callable, dict]:
-    """Build the pure step function ``step(f, ramp, consts) -> (f_new, force_sample)`` and its constant tensors."""
+    """Build the pure step function ``step(f, ramp, consts) -> f_new`` and its constant tensors.
+
+    The step is written direction by direction on ``(batch, ny, nx)`` slices with the lattice constants as Python
+    numbers: eager torch then runs about half the passes of a ``(batch, 9, …)`` formulation, and ``torch.compile``
+    can fuse collision, sponge, streaming and bounce-back into one pull loop (measured: 2× faster eager, 1.5×
+    faster compiled than the tensor-of-directions version).
+    """
     cx, cy, w = _lattice(device, dtype)
     body = problem.body.to(device)
     walls = problem.walls.to(device)
     solid = body | walls.unsqueeze(0)
-    body_links = bounce_back_links(body)  # (B, 9, ny, nx)
-    # A body link cannot wrap the lattice, but a wall link next to a body must still see the wall: links of the union.
-    all_links = bounce_back_links(solid)
+    # A wall link next to a body must still see the wall: bounce back on links into the union of solids.
+    links = bounce_back_links(solid)  # (B, 9, ny, nx)
     wall_links = bounce_back_links(walls)  # (9, ny, nx)
     # Moving wall: f_i = f_opp + 6 w_i (c_i · u_wall); only on links into walls, scaled by the ramp each step.
     wall_correction = (6.0 * w * cx * problem.wall_velocity) * wall_links.to(dtype)
@@ -158,56 +163,85 @@ def _make_step(problem: FlowProblem, device: torch.device, dtype: torch.dtype) -
     cu = cx * ux_ff + cy * uy_ff
     feq_linear = w * 3 * cu
     feq_quadratic = w * (4.5 * cu * cu - 1.5 * (ux_ff * ux_ff + uy_ff * uy_ff))
-    sponge = torch.where(solid, torch.ones((), device=device, dtype=dtype), problem.sponge.to(device, dtype))
-    sponge = sponge.unsqueeze(1)  # (B, 1, ny, nx)
-    tau0 = 3.0 * problem.viscosity + 0.5
+    one = torch.ones((), device=device, dtype=dtype)
+    sponge = torch.where(solid, one, problem.sponge.to(device, dtype))  # (B, ny, nx); solid cells hold the far field
     consts = {
-        "cx": cx,
-        "cy": cy,
-        "w": w,
-        "links": all_links,
-        "body_links": body_links.to(dtype),
+        "links": links,
         "wall_correction": wall_correction,
         "feq_linear": feq_linear,
         "feq_quadratic": feq_quadratic,
         "sponge": sponge,
     }
-    opposite = list(OPPOSITE)
-    shifts = [(c[1], c[0]) for c in VELOCITIES]
+    tau0 = 3.0 * problem.viscosity + 0.5
     smag = 18.0 * math.sqrt(2.0) * problem.smagorinsky**2
     omega_bulk = problem.bulk_relaxation
+    shifts = [(c[1], c[0]) for c in VELOCITIES]
 
-    def step(f: torch.Tensor, ramp: torch.Tensor, c: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        cx, cy, w = c["cx"], c["cy"], c["w"]
-        rho = f.sum(1, keepdim=True)
-        ux = (f * cx).sum(1, keepdim=True) / rho
-        uy = (f * cy).sum(1, keepdim=True) / rho
-        cu = cx * ux + cy * uy
-        feq = w * rho * (1 + 3 * cu + 4.5 * cu * cu - 1.5 * (ux * ux + uy * uy))
-        fneq = f - feq
-        pxx = (fneq * cx * cx).sum(1, keepdim=True)
-        pyy = (fneq * cy * cy).sum(1, keepdim=True)
-        pxy = (fneq * cx * cy).sum(1, keepdim=True)
-        # Smagorinsky: τ from the magnitude of the non-equilibrium stress (Hou et al. 1996), C_s = 0 gives τ0.
-        q = torch.sqrt(pxx * pxx + pyy * pyy + 2 * pxy * pxy)
-        tau = 0.5 * (tau0 + torch.sqrt(tau0 * tau0 + smag * q / rho))
-        omega = 1.0 / tau
-        # Bulk viscosity: the trace of Π_neq, projected back onto populations, relaxes at omega_bulk instead.
-        trace_part = w * 4.5 * 0.5 * (pxx + pyy) * (cx * cx + cy * cy - 2.0 / 3.0)
-        post = f - omega * fneq - (omega_bulk - omega) * trace_part
-        # Sponge (and solid cells, whose σ is 1) relax towards the far-field equilibrium at ρ = 1.
-        target = w + ramp * c["feq_linear"] + ramp * ramp * c["feq_quadratic"]
-        post = post + c["sponge"] * (target - post)
-        streamed = torch.stack([torch.roll(post[:, i], shifts[i], dims=(-2, -1)) for i in range(9)], dim=1)
-        reflected = post[:, opposite]
-        f_new = torch.where(c["links"], reflected + ramp * c["wall_correction"], streamed)
-        # Momentum exchange on the body's links: F = Σ 2 c_opp f_opp^post (the body is at rest).
-        per_direction = (reflected * c["body_links"]).sum(dim=(-2, -1))  # (B, 9)
-        force_x = -2.0 * (per_direction * cx.view(1, 9)).sum(1)
-        force_y = -2.0 * (per_direction * cy.view(1, 9)).sum(1)
-        return f_new, torch.stack([force_x, force_y], dim=1)
+    def step(f: torch.Tensor, ramp: torch.Tensor, c: dict) -> torch.Tensor:
+        f0, f1, f2, f3, f4, f5, f6, f7, f8 = fs = f.unbind(1)
+        rho = f0 + f1 + f2 + f3 + f4 + f5 + f6 + f7 + f8
+        ux = (f1 - f3 + f5 - f6 - f7 + f8) / rho
+        uy = (f2 - f4 + f5 + f6 - f7 - f8) / rho
+        diagonal = f5 + f6 + f7 + f8
+        # Non-equilibrium stress Π − Π_eq, with Π_eq = ρ (u u + I/3).
+        pxx = f1 + f3 + diagonal - rho * (ux * ux + 1.0 / 3.0)
+        pyy = f2 + f4 + diagonal - rho * (uy * uy + 1.0 / 3.0)
+        pxy = f5 - f6 + f7 - f8 - rho * ux * uy
+        # Smagorinsky: τ from the magnitude of the non-equilibrium stress (Hou et al. 1996); C_s = 0 gives τ0.
+        q = torch.sqrt(pxx * pxx + pyy * pyy + 2.0 * pxy * pxy)
+        omega = 2.0 / (tau0 + torch.sqrt(tau0 * tau0 + smag * q / rho))
+        # Bulk viscosity: the trace of Π_neq, projected back onto populations (w_i·4.5·T·(|c_i|² − 2/3), T the
+        # half trace), relaxes at omega_bulk instead of omega.
+        trace = 2.25 * (pxx + pyy) * (omega_bulk - omega)
+        usq = 1.5 * (ux * ux + uy * uy)
+        sponge = c["sponge"]
+        post = []
+        for i, ((ex, ey), wi) in enumerate(zip(VELOCITIES, WEIGHTS)):
+            if ex or ey:
+                eu = 3.0 * (ex * ux + ey * uy)
+                feq = wi * rho * (1.0 - usq + eu + 0.5 * eu * eu)
+            else:
+                feq = wi * rho * (1.0 - usq)
+            p = fs[i] - omega * (fs[i] - feq) - (wi * (ex * ex + ey * ey - 2.0 / 3.0)) * trace
+            # Sponge (and solid cells, whose σ is 1) relax towards the far-field equilibrium at ρ = 1.
+            target = wi + ramp * c["feq_linear"][i] + ramp * ramp * c["feq_quadratic"][i]
+            post.append(p + sponge * (target - p))
+        links, correction = c["links"], c["wall_correction"]
+        return torch.stack(
+            [
+                torch.where(
+                    links[:, i],
+                    post[OPPOSITE[i]] + ramp * correction[i],
+                    torch.roll(post[i], shifts[i], dims=(-2, -1)),
+                )
+                for i in range(9)
+            ],
+            dim=1,
+        )
 
     return step, consts
+
+
+def _force_gather(body: torch.Tensor, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Indices and weights that turn the populations after a step into the force on each body.
+
+    After bounce-back, a body link holds ``f_i(x) = f_opp^post(x)``, so momentum exchange on a body at rest is
+    ``F = −2 Σ_links c_i f_i(x)``: a gather of a few hundred numbers per body instead of a pass over the lattice.
+    """
+    links = bounce_back_links(body.to(device))  # (B, 9, ny, nx)
+    batch_index, direction, y, x = torch.nonzero(links, as_tuple=True)
+    flat = torch.nonzero(links.flatten(), as_tuple=True)[0]
+    cx, cy, _ = _lattice(device, dtype)
+    return flat, batch_index, -2.0 * cx.flatten()[direction], -2.0 * cy.flatten()[direction]
+
+
+def _body_force(f: torch.Tensor, gather: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    flat, batch_index, weight_x, weight_y = gather
+    values = f.reshape(-1)[flat]
+    force = torch.zeros(f.shape[0], 2, device=f.device, dtype=f.dtype)
+    force[:, 0].index_add_(0, batch_index, values * weight_x)
+    force[:, 1].index_add_(0, batch_index, values * weight_y)
+    return force
 
 
 _COMPILED: dict[str, Callable] = {}
@@ -239,8 +273,7 @@ def simulate(
         steps: number of time steps.
         ramp_steps: length of the smooth start-up of the far field and the wall velocity.
         average_from: first step of the force-averaging window (default: the last half of the run).
-        force_every: sample the force every this many steps inside the window (the force is a time average,
-            sampling every few steps costs one pass over the populations less per skipped step).
+        force_every: sample the force every this many steps inside the window (a time average needs no more).
         check_every: test for divergence every this many steps (and at the end).
         max_density_deviation: an element whose density leaves ``1 ± this`` counts as diverged (it is
             about to go NaN, and its numbers are meaningless already).
@@ -254,6 +287,7 @@ def simulate(
         raise ValueError(f"average_from must lie in [0, steps={steps}), got {average_from}")
     start = time.perf_counter()
     step_fn, consts = _make_step(problem, device, dtype)
+    gather = _force_gather(problem.body, device, dtype)
     batch = problem.batch
     ux0 = problem.far_field[0].to(device, dtype) * ramp_factor(0, ramp_steps)
     uy0 = problem.far_field[1].to(device, dtype) * ramp_factor(0, ramp_steps)
@@ -275,9 +309,9 @@ def simulate(
 
     for n in range(steps):
         ramp_tensor.fill_(ramp_factor(n, ramp_steps))
-        f, force = step_fn(f, ramp_tensor, consts)
+        f = step_fn(f, ramp_tensor, consts)
         if n >= average_from and (n - average_from) % force_every == 0:
-            samples.append(force)
+            samples.append(_body_force(f, gather))
         if (n + 1) % check_every == 0 or n + 1 == steps:
             rho = f.sum(1)
             finite = torch.isfinite(rho).flatten(1).all(1)
