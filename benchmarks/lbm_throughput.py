@@ -84,7 +84,7 @@ def main() -> None:
     start = time.perf_counter()
     result = coarse.oracle(designs)
     coarse_seconds = (time.perf_counter() - start) / len(designs)
-    fine = CarDesigner(resolution="fine", compile=not args.skip_compile)
+    fine = CarDesigner(resolution="fine", compile=not args.skip_compile)  # 16 cells/m
     fine_mlups, _ = lattice_mlups(fine, 8, args.steps // 2, not args.skip_compile)
     masks, geometry = fine.rasterise(designs[:1])
     fine_steps = round(fine.resolution.flow_times * fine.reference_height_m * fine.resolution.cells_per_metre

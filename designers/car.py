@@ -66,11 +66,12 @@ class Resolution:
     average_flow_times: float = 25.0
 
 
-#: ``coarse``: the default for labelling and search (≈ 36 cells per car length); ``fine`` for final verification.
+#: ``coarse``: the default for labelling and search (≈ 36 cells per 4.5 m car); ``fine`` (≈ 72 cells) for final
+#: verification; ``finest`` (≈ 108 cells, minutes per blueprint on a CPU) to check the fine one now and then.
 RESOLUTIONS: dict[str, Resolution] = {
     "coarse": Resolution(cells_per_metre=8.0),
-    "medium": Resolution(cells_per_metre=16.0),
-    "fine": Resolution(cells_per_metre=24.0),
+    "fine": Resolution(cells_per_metre=16.0),
+    "finest": Resolution(cells_per_metre=24.0),
 }
 
 
@@ -124,8 +125,8 @@ class CarDesigner:
         engine_power_kw: the class rule's engine power (all designs share it).
         drivetrain_efficiency: fraction of engine power reaching the wheels (η).
         rolling_resistance: rolling-resistance coefficient ``C_rr``.
-        resolution: ``"coarse"`` (default; search and labelling), ``"medium"`` or ``"fine"`` (final verification),
-            or a :class:`Resolution`.
+        resolution: ``"coarse"`` (default; search and labelling), ``"fine"`` (final verification), ``"finest"``
+            (checks of the fine one), or a :class:`Resolution`.
         reynolds: Reynolds number on the reference height ``reference_height_m`` (2-D flows at a few hundred
             stay laminar-ish and cheap; a real car runs at ~10⁷).
         lattice_speed: free-stream speed in lattice units (≤ 0.1 keeps compressibility errors at a few %).
@@ -348,6 +349,12 @@ class CarDesigner:
 
     def violations(self, design: Any) -> str | None:
         """Why ``design`` breaks a rule (the first one found), or ``None``; never raises."""
+        try:
+            return self._first_violation(design)
+        except (TypeError, ValueError) as error:  # e.g. heights_m=None or non-numeric fields
+            return f"malformed blueprint: {type(error).__name__}: {error}"
+
+    def _first_violation(self, design: Any) -> str | None:
         if not isinstance(design, CarBlueprint):
             return f"not a CarBlueprint: {type(design).__name__}"
         if len(design.heights_m) != STATIONS:
