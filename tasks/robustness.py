@@ -291,6 +291,18 @@ def check_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Pe
     return Check(name, passed, detail, {"zero_fraction": zero_fraction, "nan_fraction": nan_fraction})
 
 
+class NotDifferentiable(ValueError):
+    """The model gives no input gradient at all: gradient attacks cannot evaluate it, so no number is reported."""
+
+
+def require_input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: PerExampleLoss) -> Check:
+    """:func:`check_gradients`, raising :class:`NotDifferentiable` when there is no gradient to follow at all."""
+    check = check_gradients(model, x, y, loss)
+    if check.detail.startswith("no input gradient"):
+        raise NotDifferentiable(check.detail)
+    return check
+
+
 def check_clean_above_chance(clean_accuracy: float, num_classes: int, margin: float) -> Check:
     chance = 1.0 / num_classes
     passed = clean_accuracy >= chance + 2 * margin

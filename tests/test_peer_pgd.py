@@ -22,6 +22,15 @@ from tasks.robustness import correct_predictions, run_attack  # noqa: E402
 from tasks.training import TrainingConfig, train_model  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny models train several times faster on one intra-op thread than on two contended ones."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def digits_classifier():
     data = load_digits_data(test_size=450, val_size=100)

@@ -15,6 +15,15 @@ from tasks.classifiers import build_architecture, load_digits_data, mlp
 from tasks.training import TrainingConfig, train_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread():
+    """Tiny models train several times faster on one intra-op thread than on two contended ones."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def trained():
     data = load_digits_data(test_size=300, val_size=100)

@@ -136,6 +136,26 @@ def test_a_random_model_is_flagged_not_scored(prefect_api, tmp_path):
     assert not checks["surrogate.clean_accuracy_above_chance"]["passed"]
 
 
+class ConstantRandomClassifier(nn.Module):
+    """Output independent of the input: no gradient exists at all."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(len(x), 10)
+
+
+def test_a_model_without_input_gradients_is_a_one_line_error(prefect_api, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, EXPERIMENT)
+    x = torch.rand(20, 1, 8, 8)
+    with tracker.run("no-gradient-model") as run_id:
+        model_uri = tracker.log_model(run_id, ConstantRandomClassifier(), "model", x[:2].numpy())
+    np.savez(tmp_path / "test.npz", X=x.numpy(), y=np.arange(20) % 10)
+    code = _evaluate("--model", model_uri, "--test-set", str(tmp_path / "test.npz"), "--quick", "--tracking-uri", uri)
+    err = capsys.readouterr().err.strip()
+    assert code == cli_evaluate.EXIT_ERROR
+    assert len(err.splitlines()) == 1 and "not differentiable" in err
+
+
 def test_a_missing_model_is_a_one_line_error(prefect_api, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     np.savez(tmp_path / "test.npz", X=np.random.rand(4, 3), y=np.zeros(4))
