@@ -150,7 +150,7 @@ def _checks_metrics(checks: list[rb.Check]) -> dict[str, float]:
 def _classification_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sweep: rb.ClassificationSweep,
                            settings: rb.EvaluationSettings, num_classes: int, transfer: list[str],
                            gradients: rb.Check) -> list[rb.Check]:
-    """Every check of the protocol; the extra PGD runs (doubled effort, the whole box) happen here."""
+    """Every check of the protocol; the sweep already holds PGD with doubled steps and doubled restarts."""
     curves = sweep.robust_accuracy()
     tol = settings.tolerance
     checks = [
@@ -163,11 +163,7 @@ def _classification_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s
         rb.check_stronger(curves, "pgd", "random_noise", tol, "pgd_stronger_than_random_noise",
                           "random noise does as well as PGD: gradients are useless (masked or broken)"),
     ]
-    doubled_steps = rb.classification_sweep(model, x, y, {"pgd": rb.white_box_attacks(settings, steps_multiplier=2)["pgd"]},
-                                            settings.eps, settings.batch_size).robust_accuracy()["pgd"]
-    doubled_restarts = rb.classification_sweep(model, x, y, {"pgd": rb.white_box_attacks(settings, restarts_multiplier=2)["pgd"]},
-                                               settings.eps, settings.batch_size).robust_accuracy()["pgd"]
-    checks.append(rb.check_converged(curves["pgd"], doubled_steps, doubled_restarts, tol))
+    checks.append(rb.check_converged(curves["pgd"], curves["pgd_double_steps"], curves["pgd_double_restarts"], tol))
     large = rb.classification_sweep(model, x, y, {"pgd": rb.white_box_attacks(settings)["pgd"]}, [settings.large_eps],
                                     settings.batch_size).robust_accuracy()["pgd"][settings.large_eps]
     checks.append(rb.check_large_eps_chance(large, settings.large_eps, num_classes, settings.chance_margin))
@@ -186,7 +182,10 @@ def evaluate_classifier(
     """One defense, one nested run: the sweep, the checks, the seed's experiments, the model and the plots."""
     with tracker.run(f"defense={defense}", parent_run_id=parent_run_id, params={"defense": defense, **(params or {})},
                      tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
-        attacks = rb.white_box_attacks(settings)
+        attacks = dict(rb.white_box_attacks(settings))
+        # Doubled effort feeds the convergence check *and* the worst case: whatever it finds counts.
+        attacks["pgd_double_steps"] = rb.white_box_attacks(settings, steps_multiplier=2)["pgd"]
+        attacks["pgd_double_restarts"] = rb.white_box_attacks(settings, restarts_multiplier=2)["pgd"]
         transfer: list[str] = []
         if substitutes and plan is not None:
             s = settings
@@ -258,14 +257,16 @@ def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, 
     with tracker.run("surrogate", parent_run_id=parent_run_id, params={"model_uri": model_uri, "task": "regression"},
                      tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
         gradients = rb.require_input_gradients(model, x, y.to(torch.float32), prediction_loss)
-        sweep = rb.regression_sweep(model, x, y, lambda loss: rb.white_box_attacks(settings, loss), settings.eps,
-                                    settings.batch_size)
+
+        def attacks(loss: rb.PerExampleLoss) -> dict[str, rb.AttackFactory]:
+            """The white-box set plus PGD with doubled steps and restarts (convergence check and worst case)."""
+            return {**rb.white_box_attacks(settings, loss),
+                    "pgd_double_steps": rb.white_box_attacks(settings, loss, 2)["pgd"],
+                    "pgd_double_restarts": rb.white_box_attacks(settings, loss, 1, 2)["pgd"]}
+
+        sweep = rb.regression_sweep(model, x, y, attacks, settings.eps, settings.batch_size)
         error, change = sweep.mean_adversarial_error(), sweep.mean_prediction_change()
         tol = settings.tolerance
-        steps2 = rb.regression_sweep(model, x, y, lambda loss: {"pgd": rb.white_box_attacks(settings, loss, 2)["pgd"]},
-                                     settings.eps, settings.batch_size).mean_adversarial_error()["pgd"]
-        restarts2 = rb.regression_sweep(model, x, y, lambda loss: {"pgd": rb.white_box_attacks(settings, loss, 1, 2)["pgd"]},
-                                        settings.eps, settings.batch_size).mean_adversarial_error()["pgd"]
         clean_error = float(sweep.clean_error.mean())
         checks = [
             rb.check_deterministic(model, x[:256]),
@@ -277,7 +278,8 @@ def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, 
             rb.check_stronger(error, "pgd", "random_noise", tol, "pgd_stronger_than_random_noise",
                               "random noise does as well as PGD: gradients are useless (masked or broken)",
                               higher_is_stronger=True, relative=True),
-            rb.check_converged(error["pgd"], steps2, restarts2, 0.05, higher_is_stronger=True, relative=True),
+            rb.check_converged(error["pgd"], error["pgd_double_steps"], error["pgd_double_restarts"], 0.05,
+                               higher_is_stronger=True, relative=True),
         ]
         worst_error, worst_change = sweep.worst_case_adversarial_error(), sweep.worst_case_prediction_change()
         metrics = {"clean_error": clean_error}

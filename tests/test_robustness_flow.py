@@ -55,7 +55,8 @@ def test_evaluate_writes_the_documented_json(digits_run):
     for name, defense in result["defenses"].items():
         assert defense["model_uri"].startswith("models:/")
         assert 0.8 < defense["clean_accuracy"] <= 1.0
-        assert set(defense["robust_accuracy"]) == {"fgsm", "pgd", "random_noise", "transfer_mlp", "transfer_ensemble"}
+        assert set(defense["robust_accuracy"]) == {"fgsm", "pgd", "pgd_double_steps", "pgd_double_restarts",
+                                                 "random_noise", "transfer_mlp", "transfer_ensemble"}
         for attack, per_eps in defense["robust_accuracy"].items():
             assert set(per_eps) == {"0.1", "0.3"}
             assert per_eps["0.3"] <= per_eps["0.1"] + 0.02 <= defense["clean_accuracy"] + 0.02
