@@ -77,10 +77,11 @@ _POOL: ProcessPoolExecutor | None = None
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # Spawned, not forked: Prefect's and MLflow's threads make fork unsafe, and workers import only RDKit.
+    # Forked (as torch's DataLoader does): spawn would re-run a user's unguarded __main__ script in every
+    # worker. The workers only run RDKit, never the parent's threads' code.
     global _POOL
     if _POOL is None:
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
     return _POOL
 
 

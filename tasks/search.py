@@ -16,21 +16,26 @@ from torch import nn
 
 from tasks.attacks.base import Attack, prediction_loss
 
-METHODS = ("signed", "adam")
+METHODS = ("signed", "l2", "adam")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Args:
-        method: ``signed`` (iterated FGSM ascent) or ``adam`` (Adam on the relaxed input).
+        method: ``signed`` (iterated FGSM ascent: every coordinate moves by α), ``l2`` (the gradient normalised
+            to L2 norm α per design, the step of L2-PGD) or ``adam`` (Adam on the relaxed input).
+            On one-hot inputs ``signed`` moves every rival token at the same rate, so all positions whose
+            gradient prefers another token flip at the same step: one large jump. ``l2`` keeps the gradient's
+            magnitudes, so the most promising positions flip first and the trajectory changes one or a few
+            tokens at a time, which is what a similarity constraint needs.
         steps: gradient steps per seed.
-        step_size: α of a signed step, or Adam's learning rate.
+        step_size: α of a signed or L2 step, or Adam's learning rate.
         eps: L∞ radius around the seed's encoding (``inf``: the whole feasible box).
     """
 
-    method: Literal["signed", "adam"] = "signed"
+    method: Literal["signed", "l2", "adam"] = "l2"
     steps: int = 100
-    step_size: float = 0.05
+    step_size: float = 0.2
     eps: float = float("inf")
 
     def __post_init__(self) -> None:
@@ -121,7 +126,12 @@ def gradient_search(
                 record(step, x.detach())
             else:
                 grad, _ = ball.input_gradient(x, None)
-                x = project(ball.project(x + config.step_size * grad.sign(), x0)).detach()
+                if config.method == "signed":
+                    direction = grad.sign()
+                else:
+                    norms = grad.reshape(len(grad), -1).norm(dim=1).clamp_min(1e-12)
+                    direction = grad / norms.reshape(-1, *([1] * (grad.dim() - 1)))
+                x = project(ball.project(x + config.step_size * direction, x0)).detach()
                 record(step, x)
     finally:
         model.train(was_training)
