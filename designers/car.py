@@ -61,9 +61,9 @@ class Resolution:
     """
 
     cells_per_metre: float
-    flow_times: float = 50.0
+    flow_times: float = 40.0
     ramp_flow_times: float = 10.0
-    average_flow_times: float = 25.0
+    average_flow_times: float = 20.0
 
 
 #: ``coarse``: the default for labelling and search (≈ 36 cells per 4.5 m car); ``fine`` (≈ 72 cells) for final
@@ -446,8 +446,8 @@ class CarDesigner:
     def lattice_domain(self) -> dict[str, float]:
         """The simulated box in metres: inlet sponge, run-up, car bay, wake, outlet sponge; height with a top sponge."""
         return {
-            "inlet_sponge": 1.0, "run_up": 2.0, "car_bay": float(self._high[0]), "wake": 3.5, "outlet_sponge": 1.5,
-            "height": 6.5, "top_sponge": 1.5,
+            "inlet_sponge": 1.0, "run_up": 1.5, "car_bay": float(self._high[0]), "wake": 3.0, "outlet_sponge": 1.5,
+            "height": 6.0, "top_sponge": 1.5,
         }
 
     def rasterise(self, designs: Sequence[CarBlueprint]) -> tuple[torch.Tensor, dict[str, float]]:
