@@ -19,6 +19,8 @@ def _campaign_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", metavar="FILE", help="seed designs, one per line (default: lowest-scoring of a pool)")
     p.add_argument("--n-seeds", type=int, help="seeds drawn from the pool")
     p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
+    p.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT")
+    p.add_argument("--n-pool", type=int, help="held-out labelled designs the seeds are drawn from")
     p.add_argument("--epochs", type=int, help="surrogate training epochs")
     p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
     p.add_argument("--steps", type=int, help="gradient-search steps")
@@ -44,6 +46,7 @@ def campaign_parameters(args: argparse.Namespace):
     updates = {
         ("data", "seeds_file"): args.seeds, ("data", "n_seeds"): args.n_seeds,
         ("data", "n_labelled"): args.n_labelled, ("data", "rng_seed"): args.rng_seed,
+        ("data", "n_unlabelled"): args.n_unlabelled, ("data", "n_seed_pool"): args.n_pool,
         ("surrogate", "epochs"): args.epochs, ("surrogate", "eps"): args.eps,
         ("search", "steps"): args.steps, ("search", "budget"): args.budget,
         ("designer", "objective"): args.objective, ("designer", "similarity_threshold"): args.similarity,

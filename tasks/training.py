@@ -167,7 +167,7 @@ def train_model(
                 loss = _supervised_loss(model, xb, yb, task)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"training loss is {float(loss)} at epoch {epoch} (defense={defense.name}, lr={config.lr}); "
+                    f"training loss is {float(loss.detach())} at epoch {epoch} (defense={defense.name}, lr={config.lr}); "
                     "lower the learning rate or check the labels for NaN"
                 )
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,146 @@
+"""The campaign end to end on a real ephemeral Prefect API and a real SQLite MLflow store (tiny settings)."""
+
+import json
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from advdesign.cli import main
+
+TINY = ["--quick", "--n-labelled", "400", "--n-unlabelled", "200", "--n-pool", "100", "--n-seeds", "6", "--epochs", "3", "--steps", "15", "--budget", "30"]
+
+
+@pytest.fixture(scope="module")
+def campaign_run(tmp_path_factory, prefect_api):
+    folder = tmp_path_factory.mktemp("campaign")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    path = folder / "campaign.json"
+    code = main(["campaign", *TINY, "--tracking-uri", uri, "--json", str(path)])
+    return code, json.loads(path.read_text()), uri
+
+
+def test_campaign_writes_the_summary_json(campaign_run):
+    code, summary, uri = campaign_run
+    assert code == 0
+    assert summary["designer"] == "molecule"
+    assert summary["mlflow"]["tracking_uri"] == uri
+    assert summary["wall_seconds"] > 0
+    # 400 labelled + 100 pool molecules, plus every verified design
+    verified = sum(d["n_designs"] for d in summary["defenses"].values())
+    assert summary["oracle_calls"] == 500 + verified
+    assert set(summary["defenses"]) == {"none", "fgsm", "vat"}
+    for result in summary["defenses"].values():
+        assert result["n_seeds"] == 6
+        assert 0 <= result["n_designs"] <= 30
+        for key in ("valid_fraction", "constraint_satisfied_fraction", "success_rate", "transfer_rate"):
+            assert 0.0 <= result[key] <= 1.0
+        for key in ("oracle_improvement_mean", "predicted_improvement_mean"):
+            assert math.isfinite(result[key])
+
+
+def test_mlflow_holds_the_parent_and_a_child_run_per_defense(campaign_run):
+    _, summary, uri = campaign_run
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.data.tags["defense"] for r in children) == ["fgsm", "none", "vat"]
+    for child in children:
+        metrics = child.data.metrics
+        assert {"train_loss", "validation_loss", "validation_r2", "validation_mae", "transfer_rate"} <= set(metrics)
+        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3  # one per epoch
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"designs.json", "designs.csv"} <= artifacts
+    assert client.get_model_version_by_alias("advdesign-molecule-surrogate", "fgsm") is not None
+
+
+def test_every_verified_design_satisfies_its_constraints(campaign_run):
+    import pandas as pd
+
+    _, summary, uri = campaign_run
+    client = MlflowClient(uri)
+    from designers.molecule import MoleculeDesigner
+    from designers import chem
+
+    for defense in summary["defenses"].values():
+        path = client.download_artifacts(defense["run_id"], "designs.csv")
+        designs = pd.read_csv(path)
+        if designs.empty:
+            continue
+        assert designs["constraint_satisfied"].all()
+        similarity = chem.tanimoto_similarity(list(designs["design"]), list(designs["seed"]))
+        assert (similarity >= 0.4).all()
+        assert (designs["design"] != designs["seed"]).all()
+        # The true score column is the oracle's, recomputed here independently.
+        rescored = MoleculeDesigner(workers=1).oracle(list(designs["design"])).scores
+        assert rescored == pytest.approx(designs["true_score"].to_numpy(), abs=1e-9)
+
+
+def test_rerun_of_a_finished_campaign_reuses_labels_and_models(campaign_run, tmp_path):
+    _, first, _ = campaign_run
+    uri = f"sqlite:///{tmp_path / 'again.db'}"
+    path = tmp_path / "again.json"
+    assert main(["campaign", *TINY, "--tracking-uri", uri, "--json", str(path)]) == 0
+    again = json.loads(path.read_text())
+    # Same data and settings: cached labels and surrogates give identical results, and much faster.
+    for defense in ("none", "fgsm", "vat"):
+        assert again["defenses"][defense]["validation_r2"] == first["defenses"][defense]["validation_r2"]
+        assert again["defenses"][defense]["transfer_rate"] == first["defenses"][defense]["transfer_rate"]
+
+
+def test_invalid_seed_lines_are_named_and_the_rest_proceed(tmp_path, prefect_api, capsys):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("CC(=O)Oc1ccccc1C(=O)O\nC1CC\nc1ccccc1O\nnot-a-smiles\n")
+    path = tmp_path / "out.json"
+    code = main(["campaign", *TINY, "--defenses", "none", "--seeds", str(seeds),
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--json", str(path)])
+    summary = json.loads(path.read_text())
+    assert code == 0
+    assert summary["defenses"]["none"]["n_seeds"] == 2
+    assert summary["seed_errors"] == [f"{seeds}:2: invalid SMILES 'C1CC'", f"{seeds}:4: invalid SMILES 'not-a-smiles'"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--defenses", "none,madry"], "choose from none, fgsm, pgd, vat"),
+        (["--designer", "boat"], "choose one of molecule, car"),
+        (["--tracking-uri", "http://127.0.0.1:9/"], "unreachable"),
+        (["--tracking-uri", "sqlite:////no/such/folder/m.db"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_errors_listing_the_choices(args, message, capsys):
+    assert main(["campaign", *TINY, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_an_empty_seed_file_is_an_error(tmp_path, prefect_api, capsys):
+    empty = tmp_path / "seeds.txt"
+    empty.write_text("\n# nothing here\n")
+    assert main(["campaign", *TINY, "--seeds", str(empty), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    assert "no usable seed" in capsys.readouterr().err
+
+
+def test_nan_loss_fails_that_defense_in_mlflow_and_keeps_the_others(tmp_path, prefect_api):
+    from flows.campaign import campaign
+    from flows.parameters import CampaignParameters, DataParameters, SearchParameters, SurrogateParameters
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    params = CampaignParameters(
+        data=DataParameters(n_labelled=200, n_unlabelled=0, n_seed_pool=100, n_seeds=3),
+        surrogate=SurrogateParameters(hidden=(16,), epochs=2, lr=1e12),  # diverges at once
+        search=SearchParameters(steps=5, budget=10),
+        defenses=("none",), tracking_uri=uri,
+    )
+    summary = campaign(params)
+    assert "NaN" in summary["defenses"]["none"]["error"] or "inf" in summary["defenses"]["none"]["error"]
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FAILED"
+    child = client.search_runs([summary["mlflow"]["experiment_id"]],
+                               f"tags.mlflow.parentRunId = '{parent.info.run_id}'")[0]
+    assert child.info.status == "FAILED" and "TrainingDiverged" in child.data.tags["error"]
