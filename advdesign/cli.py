@@ -11,54 +11,84 @@ from pathlib import Path
 from advdesign import environment
 
 
-def _campaign_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("campaign", help="train → design → verify for several defenses, logged to MLflow")
+def _add_common_options(p: argparse.ArgumentParser, search: bool = True, train: bool = True) -> None:
     p.add_argument("--designer", default="molecule", help="design domain: molecule or car")
     p.add_argument("--quick", action="store_true", help="small settings that finish in a few minutes on 2 cores")
-    p.add_argument("--defenses", default="none,fgsm,vat", help="comma-separated: none, fgsm, pgd, vat")
     p.add_argument("--seeds", metavar="FILE", help="seed designs, one per line (default: lowest-scoring of a pool)")
     p.add_argument("--n-seeds", type=int, help="seeds drawn from the pool")
     p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
     p.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT")
     p.add_argument("--n-pool", type=int, help="held-out labelled designs the seeds are drawn from")
-    p.add_argument("--epochs", type=int, help="surrogate training epochs")
-    p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
-    p.add_argument("--steps", type=int, help="gradient-search steps")
-    p.add_argument("--budget", type=int, help="oracle calls to verify each surrogate's designs")
+    p.add_argument("--rng-seed", type=int, help="seed of data sampling and training")
     p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
     p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
     p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
-    p.add_argument("--rng-seed", type=int, help="seed of data sampling and training")
+    if train:
+        p.add_argument("--epochs", type=int, help="surrogate training epochs")
+        p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
+    if search:
+        p.add_argument("--method", choices=["l2", "signed", "adam"], help="gradient-search step")
+        p.add_argument("--steps", type=int, help="gradient-search steps")
+        p.add_argument("--budget", type=int, help="oracle calls to verify each surrogate's designs")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
+    p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON")
+
+
+def _add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("campaign", help="train → design → verify for several defenses, logged to MLflow")
+    _add_common_options(p)
+    p.add_argument("--defenses", default="none,fgsm,vat", help="comma-separated: none, fgsm, pgd, vat")
     p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
                    help="where tasks run: threads in this process, or a Dask cluster")
     p.add_argument("--dask-address", help="scheduler address of a running Dask cluster (default: a local one)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
-    p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
-    p.add_argument("--json", metavar="PATH", help="write the campaign summary as JSON")
+    p = sub.add_parser("train", help="train one surrogate with one defense and register it in MLflow")
+    _add_common_options(p, search=False)
+    p.add_argument("--defense", default="fgsm", help="none, fgsm, pgd or vat")
+    p = sub.add_parser("design", help="gradient design search with a registered surrogate")
+    _add_common_options(p, train=False)
+    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm")
 
 
-def campaign_parameters(args: argparse.Namespace):
+def _sections(args: argparse.Namespace) -> dict:
+    """The campaign's parameter sections with the command line's overrides applied."""
     from flows.parameters import CampaignParameters
 
     base = CampaignParameters.quick() if args.quick else CampaignParameters()
     sections = base.model_dump()
     sections["designer"]["name"] = args.designer
     updates = {
-        ("data", "seeds_file"): args.seeds, ("data", "n_seeds"): args.n_seeds,
-        ("data", "n_labelled"): args.n_labelled, ("data", "rng_seed"): args.rng_seed,
-        ("data", "n_unlabelled"): args.n_unlabelled, ("data", "n_seed_pool"): args.n_pool,
-        ("surrogate", "epochs"): args.epochs, ("surrogate", "eps"): args.eps,
-        ("search", "steps"): args.steps, ("search", "budget"): args.budget,
-        ("designer", "objective"): args.objective, ("designer", "similarity_threshold"): args.similarity,
-        ("designer", "max_sa"): args.max_sa,
+        ("data", "seeds_file"): "seeds", ("data", "n_seeds"): "n_seeds", ("data", "n_labelled"): "n_labelled",
+        ("data", "n_unlabelled"): "n_unlabelled", ("data", "n_seed_pool"): "n_pool", ("data", "rng_seed"): "rng_seed",
+        ("surrogate", "epochs"): "epochs", ("surrogate", "eps"): "eps",
+        ("search", "method"): "method", ("search", "steps"): "steps", ("search", "budget"): "budget",
+        ("designer", "objective"): "objective", ("designer", "similarity_threshold"): "similarity",
+        ("designer", "max_sa"): "max_sa",
     }
-    for (section, key), value in updates.items():
+    for (section, key), option in updates.items():
+        value = getattr(args, option, None)
         if value is not None:
             sections[section][key] = value
-    sections["defenses"] = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
     sections["experiment"] = args.experiment
     sections["tracking_uri"] = args.tracking_uri
-    return CampaignParameters(**sections)
+    return sections
+
+
+def _validated(model, **values):
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+
+
+def campaign_parameters(args: argparse.Namespace):
+    from flows.parameters import CampaignParameters
+
+    sections = _sections(args)
+    sections["defenses"] = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    return _validated(CampaignParameters, **sections)
 
 
 def task_runner(kind: str, address: str | None):
@@ -74,24 +104,58 @@ def task_runner(kind: str, address: str | None):
     return ThreadPoolTaskRunner(max_workers=4)
 
 
-def run_campaign(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    try:
-        params = campaign_parameters(args)
-    except ValidationError as exc:
-        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+def _check_tracking(uri: str | None) -> None:
     from tasks.tracking import check_reachable
 
-    check_reachable(environment.tracking_uri(params.tracking_uri))  # before Prefect starts anything
+    check_reachable(environment.tracking_uri(uri))  # before Prefect starts anything
+
+
+def _write(result: dict, path: str | None) -> None:
+    text = json.dumps(result, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    else:
+        print(text)
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    params = campaign_parameters(args)
+    _check_tracking(params.tracking_uri)
     from flows.campaign import campaign
 
     summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(params)
-    text = json.dumps(summary, indent=2)
+    _write(summary, args.json)
     if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text if not args.json else _summary_lines(summary, args.json))
+        print(_summary_lines(summary, args.json))
     return 1 if any("error" in r for r in summary["defenses"].values()) else 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from flows.train_surrogate import TrainParameters
+
+    s = _sections(args)
+    params = _validated(TrainParameters, designer=s["designer"], data=s["data"], surrogate=s["surrogate"],
+                        defense=args.defense, experiment=s["experiment"], tracking_uri=s["tracking_uri"])
+    _check_tracking(params.tracking_uri)
+    from flows.train_surrogate import train_surrogate
+
+    _write(train_surrogate(params), args.json)
+    return 0
+
+
+def run_design(args: argparse.Namespace) -> int:
+    from flows.design_search import DesignParameters
+
+    s = _sections(args)
+    params = _validated(DesignParameters, model_uri=args.model, designer=s["designer"], data=s["data"],
+                        search=s["search"], experiment=s["experiment"], tracking_uri=s["tracking_uri"])
+    from tasks.tracking import check_model_exists
+
+    check_model_exists(params.model_uri, params.tracking_uri)  # before Prefect starts anything
+    from flows.design_search import design_search
+
+    _write(design_search(params), args.json)
+    return 0
 
 
 def _summary_lines(summary: dict, path: str) -> str:
@@ -129,7 +193,7 @@ def run_ui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advdesign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _campaign_parser(sub)
+    _add_subcommands(sub)
     _ui_parser(sub)
     try:
         from advdesign import cli_evaluate
@@ -142,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"campaign": run_campaign, "ui": run_ui}
+    handlers = {"campaign": run_campaign, "train": run_train, "design": run_design, "ui": run_ui}
     try:
         if args.command in handlers:
             return handlers[args.command](args)

@@ -100,7 +100,7 @@ def read_seed_file(designer: Designer, path: str) -> tuple[list[Any], list[str]]
     return designs, errors
 
 
-def choose_seeds(designer: Designer, data: DesignData, params: DataParameters) -> Seeds:
+def choose_seeds(designer: Designer, data: DesignData | None, params: DataParameters) -> Seeds:
     """The user's seeds (scored on the oracle), or the lowest-scoring designs of the held-out pool."""
     logger = _logger()
     if params.seeds_file:
@@ -128,7 +128,7 @@ def choose_seeds(designer: Designer, data: DesignData, params: DataParameters) -
                 logger.error(errors[-1])
         keep = result.valid
         return Seeds([d for d, k in zip(designs, keep) if k], result.scores[keep], errors)
-    if len(data.pool) == 0:
+    if data is None or len(data.pool) == 0:
         raise ValueError("no seeds: the seed pool is empty and no seeds file was given")
     order = np.argsort(data.pool_scores, kind="stable")[: params.n_seeds]
     return Seeds([data.pool[i] for i in order], data.pool_scores[order])

@@ -187,6 +187,19 @@ class Tracker:
         return info.model_uri
 
 
+def check_model_exists(model_uri: str, uri: str | None = None) -> None:
+    """Raise ``ValueError`` in one line unless ``model_uri`` resolves to a logged model (reads only its MLmodel)."""
+    from mlflow.models import get_model_info
+
+    resolved = default_tracking_uri(uri)
+    check_reachable(resolved)
+    mlflow.set_tracking_uri(resolved)
+    try:
+        get_model_info(model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise ValueError(f"cannot load model {model_uri!r} from {resolved}: {str(exc).splitlines()[0]}") from None
+
+
 def load_model(model_uri: str, uri: str | None = None) -> "Any":
     """Load a torch module logged by :meth:`Tracker.log_model` (run, logged-model or registry URI)."""
     import mlflow.pytorch

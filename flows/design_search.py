@@ -1,0 +1,38 @@
+"""Design with an already trained surrogate: gradient search from the seeds, every candidate checked on the oracle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from pydantic import Field
+
+from designers import make_designer
+from flows.parameters import DataParameters, DesignerParameters, SearchParameters, _Parameters
+from flows.stages import choose_seeds, design_and_log, prepare_data
+from tasks.tracking import Tracker, load_model
+
+
+class DesignParameters(_Parameters):
+    model_uri: str = Field(..., description="an MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm")
+    designer: DesignerParameters = DesignerParameters()
+    data: DataParameters = DataParameters()
+    search: SearchParameters = SearchParameters()
+    experiment: str = "advdesign"
+    tracking_uri: str | None = None
+    parent_run_id: str | None = None
+
+
+@flow(name="design-search", log_prints=True)
+def design_search(params: DesignParameters) -> dict[str, Any]:
+    """Seeds come from ``data.seeds_file`` or, as in training, from the labelled pool (cached labels)."""
+    tracker = Tracker(params.tracking_uri, params.experiment)
+    model = load_model(params.model_uri, tracker.uri)  # a missing model fails before any oracle call
+    designer = make_designer(params.designer.name, **params.designer.settings())
+    with tracker.run(f"design-{designer.name}", params.parent_run_id,
+                     params={"model_uri": params.model_uri},
+                     tags={"designer": designer.name, "kind": "design"}) as run_id:
+        data = prepare_data(designer, params.data) if not params.data.seeds_file else None
+        seeds = choose_seeds(designer, data, params.data)
+        metrics, _ = design_and_log(tracker, run_id, designer, model, seeds, params.search)
+    return {"run_id": run_id, "tracking_uri": tracker.uri, "seed_errors": seeds.errors, **metrics}
