@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from advdesign import environment
 
@@ -54,6 +57,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+@contextmanager
+def _run_errors_reported_by_us() -> Iterator[None]:
+    """Prefect logs a failing flow's exception with its traceback; for the errors this command explains in one
+    line (bad input), that would bury the line. Only those loggers, only during the call; the flow run's state in
+    Prefect still records the failure."""
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the flow; print one line per failure, never a traceback for a bad input."""
     from flows.robustness_evaluation import robustness_evaluation
@@ -63,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
     defenses = [d.strip() for d in args.defenses.split(",") if d.strip()]
     try:
-        summary = robustness_evaluation(
-            dataset=args.dataset, model_uri=args.model_uri, test_set=args.test_set, defenses=defenses,
-            eps=args.eps, quick=args.quick, seed=args.seed, tracking_uri=args.tracking_uri,
-            experiment=args.experiment,
-        )
+        with _run_errors_reported_by_us():
+            summary = robustness_evaluation(
+                dataset=args.dataset, model_uri=args.model_uri, test_set=args.test_set, defenses=defenses,
+                eps=args.eps, quick=args.quick, seed=args.seed, tracking_uri=args.tracking_uri,
+                experiment=args.experiment,
+            )
     except (ValueError, TypeError, FileNotFoundError, TrackingUnavailable, ParameterTypeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"advdesign evaluate: error: {message}", file=sys.stderr)

@@ -151,6 +151,7 @@ def test_a_model_without_input_gradients_is_a_one_line_error(prefect_api, tmp_pa
     with tracker.run("no-gradient-model") as run_id:
         model_uri = tracker.log_model(run_id, ConstantRandomClassifier(), "model", x[:2].numpy())
     np.savez(tmp_path / "test.npz", X=x.numpy(), y=np.arange(20) % 10)
+    capsys.readouterr()  # the setup's own logging
     code = _evaluate("--model", model_uri, "--test-set", str(tmp_path / "test.npz"), "--quick", "--tracking-uri", uri)
     err = capsys.readouterr().err.strip()
     assert code == cli_evaluate.EXIT_ERROR
