@@ -134,6 +134,9 @@ class CarDesigner:
         compile: ``torch.compile`` the solver step (≈ 3–6× faster on CPU after a one-off compile of ~20–60 s per
             lattice shape; falls back to eager if compilation fails).
         device: where the flow runs (``"cpu"``, ``"cuda"``); default CUDA when available.
+        threads: torch intra-op threads for the CPU flow, set for the duration of each simulation and restored
+            after (``None``: leave torch's setting). On a machine shared with other jobs use 1: with the load at
+            4–8 on 2 cores, two threads ran the coarse oracle 9× slower than one (spinning OpenMP threads).
         max_change_from_seed_m: optional user constraint for :meth:`constraints`: the largest allowed change of
             any station height from the seed's (``None``: no limit, the change is still reported).
         min_ground_clearance_m, max_height_m, length_range_m, width_range_m, cabin_roof_m,
@@ -154,6 +157,7 @@ class CarDesigner:
         max_batch: int = 32,
         compile: bool = True,
         device: str | torch.device | None = None,
+        threads: int | None = None,
         max_change_from_seed_m: float | None = None,
         min_ground_clearance_m: float = 0.10,
         max_ride_height_m: float = 0.30,
@@ -179,6 +183,7 @@ class CarDesigner:
         self.max_batch = int(max_batch)
         self.compile = bool(compile)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.threads = threads
         self.max_change_from_seed_m = max_change_from_seed_m
         self.max_height_m = float(max_height_m)
         self.cabin_roof_m = float(cabin_roof_m)
@@ -509,6 +514,20 @@ class CarDesigner:
         ramp = int(round(res.ramp_flow_times * steps_per_flow_time))
         average_from = steps - int(round(res.average_flow_times * steps_per_flow_time))
         chunk = min(self.max_batch, n)
+        previous_threads = torch.get_num_threads()
+        if self.threads and self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            self._simulate_chunks(designs, chunk, steps, ramp, average_from, drag, lift, failures)
+        finally:
+            torch.set_num_threads(previous_threads)
+        return drag, lift, failures
+
+    def _simulate_chunks(
+        self, designs: Sequence[CarBlueprint], chunk: int, steps: int, ramp: int, average_from: int,
+        drag: np.ndarray, lift: np.ndarray, failures: list[str | None],
+    ) -> None:
+        r, u, n = self.resolution.cells_per_metre, self.lattice_speed, len(designs)
         for start in range(0, n, chunk):
             part = list(designs[start : start + chunk])
             padded = part + [part[0]] * (chunk - len(part))
@@ -523,7 +542,6 @@ class CarDesigner:
                 drag[start + j] = float(result.force[j, 0]) * scale
                 lift[start + j] = float(result.force[j, 1]) * scale
                 failures[start + j] = result.failures[j]
-        return drag, lift, failures
 
     def oracle(self, designs: Sequence[CarBlueprint]) -> OracleResult:
         """Top speed in km/h (higher is better) of every design; infeasible or non-finite blueprints and diverged

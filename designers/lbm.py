@@ -294,7 +294,11 @@ def simulate(
     f = equilibrium(torch.ones_like(ux0), ux0, uy0).unsqueeze(0).repeat(batch, 1, 1, 1).contiguous()
     frozen_state = f[0].clone()
     if compile:
-        key = f"{tuple(problem.body.shape)}-{device}-{dtype}-{problem.viscosity}-{problem.smagorinsky}-{problem.bulk_relaxation}"
+        # The step closes over τ0, C_s and the bulk rate; tensors are arguments, so equal keys may share a graph.
+        key = "-".join(
+            str(part) for part in (tuple(problem.body.shape), device, dtype, problem.viscosity,
+                                   problem.smagorinsky, problem.bulk_relaxation)
+        )
         try:
             compiled = _compiled(step_fn, key)
             compiled(f.clone(), torch.zeros((), device=device, dtype=dtype), consts)  # compile now, not mid-run

@@ -229,3 +229,10 @@ def test_streamlined_body_has_less_drag_than_a_box_of_equal_height():
     drag_box, drag_streamlined = result.extras["C_D"]
     assert drag_streamlined < 0.8 * drag_box
     assert result.scores[1] > result.scores[0]  # same frontal area and similar mass: less drag is faster
+
+
+def test_thread_setting_is_restored_after_the_flow():
+    before = torch.get_num_threads()
+    designer = CarDesigner(resolution=SMOKE, compile=False, threads=1)
+    assert designer.oracle([SALOON]).valid.all()
+    assert torch.get_num_threads() == before
