@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from scipy.interpolate import PchipInterpolator
+from scipy.optimize import linprog
 
 from designers.base import ConstraintReport, OracleResult
 from designers.lbm import FlowProblem, simulate
@@ -244,12 +245,30 @@ class CarDesigner:
         return np.array(rows), np.array(bounds), labels
 
     def _interior_point(self) -> np.ndarray:
-        """A strictly feasible blueprint (normalised): the anchor of the exact repair step in :meth:`project`."""
-        heights = [0.55, 0.85, 1.30, 1.38, 1.40, 1.38, 1.30, 1.05, 0.80]
-        vector = np.array([4.5, 1.8, 0.15, *heights])
-        x = (vector - self._low) / self._span
-        assert np.all(self._rows @ x < self._bounds), "the reference blueprint must be strictly feasible"
-        return x
+        """The centre of the largest ball inside the feasible set (normalised; a small LP): the anchor of the exact
+        repair step in :meth:`project`, strictly feasible for any rule settings that leave room at all."""
+        norms = np.linalg.norm(self._rows, axis=1)
+        d = self._rows.shape[1]
+        objective = np.zeros(d + 1)
+        objective[-1] = -1.0  # maximise the radius
+        solution = linprog(
+            objective, A_ub=np.hstack([self._rows, norms[:, None]]), b_ub=self._bounds,
+            bounds=[(None, None)] * d + [(0, None)], method="highs",
+        )
+        if not solution.success or solution.x[-1] <= 1e-6:
+            raise ValueError("infeasible rules: no blueprint satisfies all of them with room to spare")
+        return solution.x[:d]
+
+    def linear_constraints(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every rule as ``rows @ x ≤ bounds`` in the normalised coordinates (box rows first), with a label each;
+        for searches that want to handle the constraints themselves."""
+        return self._rows.copy(), self._bounds.copy(), list(self._labels)
+
+    def is_feasible(self, x: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
+        """Per row of ``x`` (normalised, ``(n, 12)``): does it satisfy every rule within ``tolerance``?"""
+        z = x.detach().to("cpu", torch.float64).reshape(-1, *self.input_shape)
+        values = z @ torch.as_tensor(self._rows).T - torch.as_tensor(self._bounds)
+        return (torch.isfinite(z).all(1) & (values <= tolerance).all(1)).to(x.device)
 
     def project(self, x: torch.Tensor, iterations: int = 60) -> torch.Tensor:
         """Map any tensor onto the feasible set: box, cabin, overall height and curvature rules.

@@ -30,11 +30,6 @@ def designer() -> CarDesigner:
     return CarDesigner(compile=False)
 
 
-def feasible(designer: CarDesigner, x: torch.Tensor, tolerance: float = 1e-6) -> np.ndarray:
-    values = designer._rows @ x.double().numpy().T - designer._bounds[:, None]
-    return (values <= tolerance).all(axis=0)
-
-
 def test_implements_the_designer_protocol(designer):
     assert isinstance(designer, Designer)
     assert designer.name == "car"
@@ -97,7 +92,8 @@ def test_project_lands_in_the_feasible_set(designer):
     assert projected.shape == x.shape and projected.dtype == x.dtype
     assert torch.isfinite(projected).all()
     assert projected.min() >= 0 and projected.max() <= 1
-    assert feasible(designer, projected).all()
+    assert designer.is_feasible(projected).all()
+    assert not designer.is_feasible(x).all()
     assert all(designer.violations(d) is None for d in designer.decode(projected))
     # Already-feasible points stay put; others move about as little as a Euclidean projection would.
     data = designer.encode(designer.sample(32, np.random.default_rng(2)))
@@ -113,10 +109,10 @@ def test_project_is_near_euclidean(designer):
     for _ in range(4):
         z = rng.normal(0.5, 0.8, 12)
         ours = designer.project(torch.as_tensor(z)).numpy()
+        rows, bounds, _ = designer.linear_constraints()
         best = minimize(
-            lambda y: ((y - z) ** 2).sum(), designer._interior, jac=lambda y: 2 * (y - z), method="SLSQP",
-            constraints=[{"type": "ineq", "fun": lambda y: designer._bounds - designer._rows @ y,
-                          "jac": lambda y: -designer._rows}],
+            lambda y: ((y - z) ** 2).sum(), np.full(12, 0.5), jac=lambda y: 2 * (y - z), method="SLSQP",
+            constraints=[{"type": "ineq", "fun": lambda y: bounds - rows @ y, "jac": lambda y: -rows}],
         )
         assert np.linalg.norm(ours - z) <= 1.02 * np.linalg.norm(best.x - z) + 1e-9
 
@@ -212,6 +208,17 @@ def test_render_writes_a_png(tmp_path, designer):
     designer.render([(SALOON, designs[0]), (SALOON, designs[1])], str(path), captions=["a", "b"])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 5_000
+
+
+def test_rules_are_linear_constraints_with_labels(designer):
+    rows, bounds, labels = designer.linear_constraints()
+    assert rows.shape == (len(bounds), 12) and len(labels) == len(bounds)
+    assert sum("cabin" in label for label in labels) == len(CABIN_STATIONS)
+    assert designer.is_feasible(designer.encode([SALOON])).all()
+    custom = CarDesigner(cabin_roof_m=1.5, compile=False)  # other rules still leave room: constructible
+    assert custom.is_feasible(custom.project(torch.rand(16, 12))).all()
+    with pytest.raises(ValueError, match="infeasible"):
+        CarDesigner(cabin_roof_m=1.65, max_second_difference_m=0.0, station_height_range_m=(0.15, 1.6))
 
 
 def test_unknown_resolution_is_refused():
