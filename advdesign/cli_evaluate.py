@@ -78,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from flows.robustness_evaluation import robustness_evaluation
     from prefect.exceptions import ParameterTypeError
 
+    from tasks.robustness import validate_eps
     from tasks.tracking import TrackingUnavailable
 
     defenses = [d.strip() for d in args.defenses.split(",") if d.strip()]
     try:
+        if args.eps is not None:
+            validate_eps(args.eps)  # before a flow run is even created: bad input costs nothing
         with _run_errors_reported_by_us():
             summary = robustness_evaluation(
                 dataset=args.dataset, model_uri=args.model_uri, test_set=args.test_set, defenses=defenses,

@@ -38,9 +38,14 @@ class RandomClassifier(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def digits_run(prefect_api, tmp_path_factory):
+def uri(tmp_path_factory):
+    """One MLflow store for the module: creating a SQLite store's schema costs seconds each time."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def digits_run(prefect_api, uri, tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
     out = folder / "result.json"
     code = _evaluate("--dataset", "digits", "--quick", "--defenses", "none,fgsm", "--json", str(out), "--tracking-uri", uri)
     return code, uri, json.loads(out.read_text())
@@ -56,7 +61,7 @@ def test_evaluate_writes_the_documented_json(digits_run):
         assert defense["model_uri"].startswith("models:/")
         assert 0.8 < defense["clean_accuracy"] <= 1.0
         assert set(defense["robust_accuracy"]) == {"fgsm", "pgd", "pgd_double_steps", "pgd_double_restarts",
-                                                 "random_noise", "transfer_mlp", "transfer_ensemble"}
+                                                 "random_noise", "transfer_mlp_deep", "transfer_ensemble"}
         for attack, per_eps in defense["robust_accuracy"].items():
             assert set(per_eps) == {"0.1", "0.3"}
             assert per_eps["0.3"] <= per_eps["0.1"] + 0.02 <= defense["clean_accuracy"] + 0.02
@@ -96,8 +101,7 @@ def test_mlflow_holds_the_run_with_a_nested_run_per_defense(digits_run):
     assert {"robustness_table.json", "robustness_table.csv", "checks.json", "summary.json", "test_set"} <= artifacts
 
 
-def test_a_regression_surrogate_is_evaluated_by_its_model_uri(prefect_api, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_regression_surrogate_is_evaluated_by_its_model_uri(prefect_api, uri, tmp_path):
     torch.manual_seed(0)
     surrogate = Surrogate((12,), hidden=(16,))
     x = torch.rand(60, 12)
@@ -122,8 +126,7 @@ def test_a_regression_surrogate_is_evaluated_by_its_model_uri(prefect_api, tmp_p
     assert all(c["passed"] for c in result["checks"].values()), result["checks"]
 
 
-def test_a_random_model_is_flagged_not_scored(prefect_api, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_random_model_is_flagged_not_scored(prefect_api, uri, tmp_path):
     tracker = Tracker(uri, EXPERIMENT)
     x = torch.rand(40, 1, 8, 8)
     with tracker.run("random-model") as run_id:
@@ -144,8 +147,7 @@ class ConstantRandomClassifier(nn.Module):
         return torch.randn(len(x), 10)
 
 
-def test_a_model_without_input_gradients_is_a_one_line_error(prefect_api, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_model_without_input_gradients_is_a_one_line_error(prefect_api, uri, tmp_path, capsys):
     tracker = Tracker(uri, EXPERIMENT)
     x = torch.rand(20, 1, 8, 8)
     with tracker.run("no-gradient-model") as run_id:
@@ -158,8 +160,7 @@ def test_a_model_without_input_gradients_is_a_one_line_error(prefect_api, tmp_pa
     assert len(err.splitlines()) == 1 and "not differentiable" in err
 
 
-def test_a_missing_model_is_a_one_line_error(prefect_api, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_missing_model_is_a_one_line_error(prefect_api, uri, tmp_path, capsys):
     np.savez(tmp_path / "test.npz", X=np.random.rand(4, 3), y=np.zeros(4))
     code = _evaluate("--model", "models:/no-such-model@champion", "--test-set", str(tmp_path / "test.npz"),
                      "--tracking-uri", uri)
@@ -169,8 +170,8 @@ def test_a_missing_model_is_a_one_line_error(prefect_api, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("eps", ["0", "1.5", "-0.1", "nan"])
-def test_eps_out_of_range_is_a_one_line_error(prefect_api, tmp_path, capsys, eps):
-    code = _evaluate("--dataset", "digits", "--quick", "--eps", eps, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+def test_eps_out_of_range_is_a_one_line_error(prefect_api, uri, capsys, eps):
+    code = _evaluate("--dataset", "digits", "--quick", "--eps", eps, "--tracking-uri", uri)
     err = capsys.readouterr().err.strip()
     assert code == cli_evaluate.EXIT_ERROR
     assert len(err.splitlines()) == 1 and "ε out of range" in err
