@@ -186,6 +186,10 @@ def train_and_log(
         run_id, model, "surrogate", data.x_val[:2].numpy(),
         registered_name=f"advdesign-{designer.name}-surrogate", alias=defense,
     )
+    with tempfile.TemporaryDirectory() as tmp:  # so `advdesign evaluate --model URI --test-set` can attack it
+        path = Path(tmp) / "validation_set.npz"
+        np.savez_compressed(path, X=data.x_val.numpy(), y=data.y_val.numpy())
+        tracker.log_artifact(run_id, path)
     return TrainedSurrogate(defense, model, run_id, model_uri, metrics)
 
 
