@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import advdesign.environment  # noqa: F401  (Prefect/MLflow defaults before either is imported)
 
-import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +61,6 @@ class BenchmarkPlan:
     gaas_eps_l2: float
     cross_section_eps: float
     logits_t_max: float
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def benchmark_plan(dataset: str, quick: bool, eps: list[float] | None, seed: int) -> BenchmarkPlan:

@@ -14,13 +14,12 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-DatasetName = Literal["digits", "mnist"]
 DATASETS: tuple[str, ...] = ("digits", "mnist")
 
 
