@@ -354,14 +354,14 @@ def _markdown(dataset: str, results: list[DefenseResult], checks: dict[str, dict
               regression: bool) -> str:
     eps = sorted(results[0].worst_case)
     value = "mean adversarial error" if regression else "accuracy"
-    lines = [f"# Robustness evaluation: {dataset}", "", f"MLflow: {run_url}", "",
+    lines = [f"# Robustness evaluation: {dataset}", "", f"MLflow: {run_url}", "", f"Values: {value} per attack and ε.", "",
              f"| defense | attack | clean | " + " | ".join(f"ε={e:g}" for e in eps) + " |",
              "|---|---|---|" + "---|" * len(eps)]
     for r in results:
         for attack, per_eps in [*r.curves.items(), ("**worst case**", r.worst_case)]:
             lines.append(f"| {r.name} | {attack} | {r.clean:.3f} | " + " | ".join(f"{per_eps[e]:.3f}" for e in eps) + " |")
     failed = [name for name, c in checks.items() if not c["passed"]]
-    lines += ["", f"## Sanity checks: {len(checks) - len(failed)}/{len(checks)} passed ({value})", "",
+    lines += ["", f"## Sanity checks: {len(checks) - len(failed)}/{len(checks)} passed", "",
               "| check | result | detail |", "|---|---|---|"]
     lines += [f"| {name} | {'✅ pass' if c['passed'] else '❌ FAIL'} | {c['detail']} |" for name, c in checks.items()]
     return "\n".join(lines)
