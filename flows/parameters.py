@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from designers import DESIGNERS
 from tasks.training import DEFENSES
+
+
+def _known_defense(name: str) -> str:
+    if name not in DEFENSES:
+        raise ValueError(f"unknown defense {name!r}; choose from {', '.join(DEFENSES)}")
+    return name
+
+
+#: A defense name, validated with an error that lists the choices.
+DefenseName = Annotated[str, AfterValidator(_known_defense)]
 
 
 class _Parameters(BaseModel):
@@ -72,16 +82,15 @@ class CampaignParameters(_Parameters):
     data: DataParameters = DataParameters()
     surrogate: SurrogateParameters = SurrogateParameters()
     search: SearchParameters = SearchParameters()
-    defenses: tuple[str, ...] = ("none", "fgsm", "vat")
+    defenses: tuple[DefenseName, ...] = ("none", "fgsm", "vat")
     experiment: str = "advdesign"
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: the project's SQLite store)")
 
     @field_validator("defenses")
     @classmethod
-    def _known_defenses(cls, defenses: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [d for d in defenses if d not in DEFENSES]
-        if unknown or not defenses:
-            raise ValueError(f"unknown defense(s) {unknown or '(none given)'}; choose from {', '.join(DEFENSES)}")
+    def _at_least_one(cls, defenses: tuple[str, ...]) -> tuple[str, ...]:
+        if not defenses:
+            raise ValueError(f"no defense given; choose from {', '.join(DEFENSES)}")
         return defenses
 
     @classmethod

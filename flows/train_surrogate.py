@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from designers import make_designer
-from flows.parameters import DataParameters, DesignerParameters, SurrogateParameters, _Parameters
+from flows.parameters import DataParameters, DefenseName, DesignerParameters, SurrogateParameters, _Parameters
 from flows.stages import prepare_data, train_and_log
 from tasks.tracking import Tracker
 from tasks.training import DEFENSES
@@ -18,17 +18,10 @@ class TrainParameters(_Parameters):
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
     surrogate: SurrogateParameters = SurrogateParameters()
-    defense: str = Field("fgsm", description=f"one of {', '.join(DEFENSES)}")
+    defense: DefenseName = Field("fgsm", description=f"one of {', '.join(DEFENSES)}")
     experiment: str = "advdesign"
     tracking_uri: str | None = None
     parent_run_id: str | None = Field(None, description="nest the MLflow run under this run")
-
-    @field_validator("defense")
-    @classmethod
-    def _known(cls, defense: str) -> str:
-        if defense not in DEFENSES:
-            raise ValueError(f"unknown defense {defense!r}; choose from {', '.join(DEFENSES)}")
-        return defense
 
 
 @flow(name="train-surrogate", log_prints=True)

@@ -35,6 +35,7 @@ class Attack:
         eps: radius of the L∞ ball (in input units; ``float('inf')`` for the whole box).
         loss: per-example loss to maximise (see :data:`PerExampleLoss`).
         lower, upper: the input box, scalars or tensors broadcastable to one input.
+        generator: random source of attacks that draw noise (random starts, random signs).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Attack:
         loss: PerExampleLoss = cross_entropy_loss,
         lower: float | torch.Tensor = 0.0,
         upper: float | torch.Tensor = 1.0,
+        generator: torch.Generator | None = None,
     ) -> None:
         if not eps >= 0:
             raise ValueError(f"eps must be a non-negative number, got {eps!r}")
@@ -52,6 +54,7 @@ class Attack:
         self.loss = loss
         self.lower = lower
         self.upper = upper
+        self.generator = generator
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         was_training = self.model.training

@@ -31,14 +31,13 @@ class PGD(Attack):
         upper: float | torch.Tensor = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(model, eps, loss, lower, upper)
+        super().__init__(model, eps, loss, lower, upper, generator)
         if steps < 1 or restarts < 1:
             raise ValueError(f"steps and restarts must be ≥ 1, got steps={steps}, restarts={restarts}")
         self.steps = steps
         self.alpha = 2.5 * self.eps / steps if alpha is None else float(alpha)
         self.random_start = random_start
         self.restarts = restarts
-        self.generator = generator
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         best_x, best_loss = x.clone(), torch.full((len(x),), -float("inf"), device=x.device)
@@ -46,7 +45,12 @@ class PGD(Attack):
             x_adv = x.clone()
             if self.random_start and self.eps > 0:
                 noise = torch.rand(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-                x_adv = self.project(x + (2 * noise - 1) * min(self.eps, 1e6), x)
+                if self.eps == float("inf"):  # uniform in the whole box
+                    lower = torch.as_tensor(self.lower, dtype=x.dtype, device=x.device)
+                    upper = torch.as_tensor(self.upper, dtype=x.dtype, device=x.device)
+                    x_adv = lower + noise * (upper - lower)
+                else:
+                    x_adv = self.project(x + (2 * noise - 1) * self.eps, x)
             for _ in range(self.steps):
                 grad, _ = self.input_gradient(x_adv, y)
                 x_adv = self.project(x_adv + self.alpha * grad.sign(), x)

@@ -8,24 +8,11 @@ Threat model: none (no model access); a random corner of the ε-ball.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss
+from tasks.attacks.base import Attack
 
 
 class RandomNoise(Attack):
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float,
-        loss: PerExampleLoss = cross_entropy_loss,
-        lower: float | torch.Tensor = 0.0,
-        upper: float | torch.Tensor = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(model, eps, loss, lower, upper)
-        self.generator = generator
-
     def perturb(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         signs = torch.randint(0, 2, x.shape, generator=self.generator).to(device=x.device, dtype=x.dtype) * 2 - 1
         return self.project(x + self.eps * signs, x)
