@@ -55,8 +55,8 @@ class DataParameters(_Parameters):
 
 
 class SurrogateParameters(_Parameters):
-    hidden: tuple[int, ...] = (512, 256)
-    epochs: int = Field(40, ge=1)
+    hidden: tuple[int, ...] = (256, 128)
+    epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
@@ -99,7 +99,7 @@ class CampaignParameters(_Parameters):
         quick = cls(
             data=DataParameters(n_labelled=3_000, n_unlabelled=2_000, n_seed_pool=600, n_seeds=40,
                                 oracle_batch_size=1_000),
-            surrogate=SurrogateParameters(hidden=(256, 128), epochs=20),
+            surrogate=SurrogateParameters(epochs=20),
             search=SearchParameters(steps=100, top_k=5, budget=200),
         )
         return quick.model_copy(update=overrides)
