@@ -240,7 +240,7 @@ def _log_best_pictures(tracker: Tracker, run_id: str, designer: Designer, candid
     gains = ok.assign(gain=ok["true_score"] - ok["seed_score"])
     best = gains.loc[gains.groupby("seed_index")["gain"].idxmax()].nlargest(n, "gain")
     pairs = [(seeds.designs[i], designer.parse(d)) for i, d in zip(best["seed_index"], best["design"])]
-    captions = [f"{s:.2f}→{t:.2f}" for s, t in zip(best["seed_score"], best["true_score"])]
+    captions = [f"{s:.2f} -> {t:.2f}" for s, t in zip(best["seed_score"], best["true_score"])]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "best_designs.png"
         designer.render(pairs, str(path), captions)
