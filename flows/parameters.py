@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -52,6 +53,13 @@ class DataParameters(_Parameters):
     seeds_file: str | None = Field(None, description="a file of seed designs, one per line (overrides the pool)")
     oracle_batch_size: int = Field(2_000, ge=1, description="designs per oracle task")
     rng_seed: int = 0
+
+    @field_validator("seeds_file")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"seeds file {path} not found")
+        return path
 
 
 class SurrogateParameters(_Parameters):

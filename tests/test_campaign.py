@@ -110,6 +110,7 @@ def test_invalid_seed_lines_are_named_and_the_rest_proceed(tmp_path, prefect_api
         (["--designer", "boat"], "choose one of molecule, car"),
         (["--tracking-uri", "http://127.0.0.1:9/"], "unreachable"),
         (["--tracking-uri", "sqlite:////no/such/folder/m.db"], "does not exist"),
+        (["--seeds", "/no/such/seeds.smi"], "seeds file /no/such/seeds.smi not found"),
     ],
 )
 def test_bad_input_gives_one_line_errors_listing_the_choices(args, message, capsys):
