@@ -229,7 +229,33 @@ def design_and_log(
     tracker.log_metrics(run_id, metrics)
     tracker.log_table(run_id, candidates, "designs.json")
     _log_best_pictures(tracker, run_id, designer, candidates, seeds)
+    _log_predicted_vs_true(tracker, run_id, candidates)
     return metrics, candidates
+
+
+def _log_predicted_vs_true(tracker: Tracker, run_id: str, candidates: pd.DataFrame) -> None:
+    """Scatter of the surrogate's prediction against the oracle's score: adversarial examples sit far above
+    the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = candidates[candidates["oracle_failure"].isna()] if len(candidates) else candidates
+    figure, axis = plt.subplots(figsize=(5, 5))
+    if len(ok):
+        axis.scatter(ok["true_score"], ok["predicted"], s=12, alpha=0.6, label="designs")
+        axis.scatter(ok["seed_score"], ok["seed_score"], s=6, c="grey", alpha=0.4, label="seeds (true)")
+        low = float(min(ok["true_score"].min(), ok["predicted"].min()))
+        high = float(max(ok["true_score"].max(), ok["predicted"].max()))
+        axis.plot([low, high], [low, high], "k--", lw=1, label="prediction = truth")
+        axis.legend(loc="upper left", fontsize=8)
+    axis.set_xlabel("true score (oracle)")
+    axis.set_ylabel("predicted score (surrogate)")
+    axis.set_title(f"{len(ok)} verified designs")
+    figure.tight_layout()
+    tracker.log_figure(run_id, figure, "predicted_vs_true.png")
+    plt.close(figure)
 
 
 def _log_best_pictures(tracker: Tracker, run_id: str, designer: Designer, candidates: pd.DataFrame,
