@@ -39,6 +39,8 @@ def _add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("campaign", help="train → design → verify for several defenses, logged to MLflow")
     _add_common_options(p)
     p.add_argument("--defenses", default="none,fgsm,vat", help="comma-separated: none, fgsm, pgd, vat")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="model-based loop: label the new designs, add them to the data, retrain (each a nested run)")
     p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
                    help="where tasks run: threads in this process, or a Dask cluster")
     p.add_argument("--dask-address", help="scheduler address of a running Dask cluster (default: a local one)")
@@ -88,6 +90,7 @@ def campaign_parameters(args: argparse.Namespace):
 
     sections = _sections(args)
     sections["defenses"] = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    sections["rounds"] = args.rounds
     return _validated(CampaignParameters, **sections)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from designers import make_designer
 from flows.parameters import CampaignParameters
-from flows.stages import _logger, choose_seeds, design_and_log, prepare_data, train_and_log
+from flows.stages import (DesignData, Seeds, run_logger, add_verified_designs, choose_seeds, design_and_log,
+                          prepare_data, train_and_log)
 from tasks.tracking import Tracker
 from tasks.training import TrainingDiverged
 
@@ -48,11 +51,53 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _design_rounds(tracker: Tracker, run_id: str, designer, data: DesignData, seeds: Seeds, defense: str,
+                   params: CampaignParameters) -> dict[str, Any]:
+    """Train → design → verify, ``params.rounds`` times, each round's verified designs joining the data.
+
+    With one round everything is logged to ``run_id``; with more, each round is a nested run and the result
+    adds ``rounds`` (per-round metrics) and ``best_improvement_mean`` (per seed, the best true score over all
+    rounds minus the seed's, averaged over seeds).
+    """
+    best = np.full(len(seeds.designs), -np.inf)
+    history, oracle_calls = [], 0
+    for round_number in range(1, params.rounds + 1):
+        round_run = run_id if params.rounds == 1 else tracker.start_run(
+            f"round-{round_number}", parent_run_id=run_id, tags={"defense": defense, "round": str(round_number)})
+        failed = True
+        try:
+            trained = train_and_log(tracker, round_run, designer, data, defense, params.surrogate,
+                                    params.data.rng_seed)
+            metrics, verified = design_and_log(tracker, round_run, designer, trained.model, seeds, params.search)
+            failed = False
+        finally:
+            if round_run != run_id:
+                tracker.end_run(round_run, failed=failed)
+        oracle_calls += int(metrics["oracle_calls"])
+        scored = verified[verified["oracle_failure"].isna()] if len(verified) else verified
+        if len(scored):
+            per_seed = scored.groupby("seed_index")["true_score"].max()
+            best[per_seed.index] = np.maximum(best[per_seed.index], per_seed.to_numpy())
+        gain = np.where(np.isfinite(best), best - seeds.scores, 0.0)
+        history.append({"round": round_number, **metrics, **trained.metrics, "model_uri": trained.model_uri,
+                        "best_improvement_mean": float(gain.mean()), "cumulative_oracle_calls": oracle_calls})
+        tracker.log_metrics(run_id, {"best_improvement_mean": float(gain.mean()),
+                                     "cumulative_oracle_calls": oracle_calls}, step=round_number)
+        if round_number < params.rounds:
+            data = add_verified_designs(designer, data, verified)
+    result = {**history[-1], "oracle_calls": oracle_calls}
+    result.pop("round")
+    result.pop("cumulative_oracle_calls")
+    if params.rounds > 1:
+        result["rounds"] = history
+    return result
+
+
 @flow(name="campaign", log_prints=True)
 def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any]:
     """Run the campaign and return its summary (the ``--json`` document)."""
     started = time.perf_counter()
-    logger = _logger()
+    logger = run_logger()
     tracker = Tracker(params.tracking_uri, params.experiment)  # fails before any work if unreachable
     designer = make_designer(params.designer.name, **params.designer.settings())
     parent = tracker.start_run(f"campaign-{designer.name}", params=flat_params(params),
@@ -68,16 +113,14 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
             try:
                 with tracker.run(f"{designer.name}-{defense}", parent_run_id=parent,
                                  tags={"defense": defense, "designer": designer.name}) as child:
-                    trained = train_and_log(tracker, child, designer, data, defense, params.surrogate,
-                                            params.data.rng_seed)
-                    metrics, _ = design_and_log(tracker, child, designer, trained.model, seeds, params.search)
+                    result = _design_rounds(tracker, child, designer, data, seeds, defense, params)
             except TrainingDiverged as exc:
                 logger.error("defense %s failed: %s", defense, exc)
                 results[defense] = {"error": str(exc)}
                 continue
-            oracle_calls += int(metrics["oracle_calls"])
-            results[defense] = {**metrics, **trained.metrics, "run_id": child, "model_uri": trained.model_uri}
-            tracker.log_metrics(parent, {f"{defense}.{k}": v for k, v in metrics.items()})
+            oracle_calls += int(result["oracle_calls"])
+            results[defense] = {**result, "run_id": child}
+            tracker.log_metrics(parent, {f"{defense}.{k}": v for k, v in result.items() if not isinstance(v, (str, list))})
         summary = {
             "designer": designer.name,
             "oracle_calls": oracle_calls,

@@ -91,6 +91,7 @@ class CampaignParameters(_Parameters):
     surrogate: SurrogateParameters = SurrogateParameters()
     search: SearchParameters = SearchParameters()
     defenses: tuple[DefenseName, ...] = ("none", "fgsm", "vat")
+    rounds: int = Field(1, ge=1, description="model-based loop: verified designs join the data, retrain, repeat")
     experiment: str = "advdesign"
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: the project's SQLite store)")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +27,7 @@ from tasks.training import Defense, TrainingConfig
 log = logging.getLogger("advdesign")
 
 
-def _logger():
+def run_logger():
     try:
         from prefect import get_run_logger
 
@@ -60,7 +60,7 @@ class DesignData:
 
 def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
     """Sample designs, label the training set and the seed pool on the oracle (batched tasks), encode them."""
-    logger = _logger()
+    logger = run_logger()
     rng = np.random.default_rng(params.rng_seed)
     designs = designer.sample(params.n_labelled + params.n_seed_pool + params.n_unlabelled, rng)
     keys = [designer.key(d) for d in designs]
@@ -100,25 +100,50 @@ def read_seed_file(designer: Designer, path: str) -> tuple[list[Any], list[str]]
     return designs, errors
 
 
+def split_encodable(designer: Designer, designs: list[Any]) -> tuple[list[Any], list[str]]:
+    """The designs the surrogate's encoding can represent, and why each other one cannot be."""
+    try:
+        designer.encode(designs)
+        return designs, []
+    except ValueError:
+        keep, errors = [], []
+        for design in designs:
+            try:
+                designer.encode([design])
+                keep.append(design)
+            except ValueError as exc:
+                errors.append(str(exc))
+        return keep, errors
+
+
+def add_verified_designs(designer: Designer, data: DesignData, verified: pd.DataFrame) -> DesignData:
+    """The model-based loop's step: the designs the oracle just scored join the training set."""
+    scored = verified[verified["oracle_failure"].isna()] if len(verified) else verified
+    designs, _ = split_encodable(designer, [designer.parse(k) for k in scored["design"]] if len(scored) else [])
+    if not designs:
+        return data
+    keys = {designer.key(d) for d in designs}
+    scores = scored[scored["design"].isin(keys)].drop_duplicates("design").set_index("design")["true_score"]
+    x_new = designer.encode(designs)
+    y_new = torch.tensor([scores[designer.key(d)] for d in designs], dtype=torch.float32)
+    return replace(
+        data,
+        x_train=torch.cat([data.x_train, x_new]), y_train=torch.cat([data.y_train, y_new]),
+        data_id=data_fingerprint(data.data_id, sorted(keys), y_new),
+    )
+
+
 def choose_seeds(designer: Designer, data: DesignData | None, params: DataParameters) -> Seeds:
     """The user's seeds (scored on the oracle), or the lowest-scoring designs of the held-out pool."""
-    logger = _logger()
+    logger = run_logger()
     if params.seeds_file:
         designs, errors = read_seed_file(designer, params.seeds_file)
         for error in errors:
             logger.error(error)
-        try:  # a seed must be representable by the surrogate's encoding
-            designer.encode(designs)
-        except ValueError:
-            keep = []
-            for d in designs:
-                try:
-                    designer.encode([d])
-                    keep.append(d)
-                except ValueError as exc:
-                    errors.append(f"{params.seeds_file}: seed {designer.key(d)!r} skipped: {exc}")
-                    logger.error(errors[-1])
-            designs = keep
+        designs, unrepresentable = split_encodable(designer, designs)
+        for error in unrepresentable:
+            errors.append(f"{params.seeds_file}: seed skipped: {error}")
+            logger.error(errors[-1])
         if not designs:
             raise ValueError(f"no usable seed in {params.seeds_file}" + (f" ({errors[0]})" if errors else " (empty)"))
         result = oracle_in_batches(designer, [designer.key(d) for d in designs], params.oracle_batch_size)

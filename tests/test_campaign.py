@@ -145,3 +145,21 @@ def test_nan_loss_fails_that_defense_in_mlflow_and_keeps_the_others(tmp_path, pr
     child = client.search_runs([summary["mlflow"]["experiment_id"]],
                                f"tags.mlflow.parentRunId = '{parent.info.run_id}'")[0]
     assert child.info.status == "FAILED" and "TrainingDiverged" in child.data.tags["error"]
+
+
+def test_rounds_add_verified_designs_to_the_data_and_nest_a_run_per_round(tmp_path, prefect_api):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    path = tmp_path / "rounds.json"
+    assert main(["campaign", *TINY, "--defenses", "fgsm", "--rounds", "2", "--tracking-uri", uri,
+                 "--json", str(path)]) == 0
+    result = json.loads(path.read_text())["defenses"]["fgsm"]
+    first, second = result["rounds"]
+    assert result["oracle_calls"] == first["oracle_calls"] + second["oracle_calls"]
+    assert second["best_improvement_mean"] >= first["best_improvement_mean"]
+    client = MlflowClient(uri)
+    rounds = client.search_runs([json.loads(path.read_text())["mlflow"]["experiment_id"]],
+                                f"tags.mlflow.parentRunId = '{result['run_id']}'")
+    assert sorted(r.data.tags["round"] for r in rounds) == ["1", "2"]
+    n_train = {r.data.tags["round"]: int(r.data.params["n_train"]) for r in rounds}
+    valid_first = round(first["valid_fraction"] * first["n_designs"])
+    assert n_train["2"] == n_train["1"] + valid_first  # every scored design joined the training set
