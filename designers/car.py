@@ -73,6 +73,9 @@ RESOLUTIONS: dict[str, Resolution] = {
     "coarse": Resolution(cells_per_metre=8.0),
     "fine": Resolution(cells_per_metre=16.0),
     "finest": Resolution(cells_per_metre=24.0),
+    # Plumbing only (flow tests, Dask tests): ~25× fewer cell updates than coarse, the ranking is not validated and
+    # the 3-cell underbody gap means every ride height is simulated at 0.75 m. Never for results.
+    "smoke": Resolution(cells_per_metre=4.0, flow_times=12.0, ramp_flow_times=4.0, average_flow_times=4.0),
 }
 
 
@@ -202,6 +205,10 @@ class CarDesigner:
         self.lower = torch.zeros(self.input_shape)
         self.upper = torch.ones(self.input_shape)
         self.oracle_calls = 0
+        # A plain-text copy of the resolution: the oracle task's cache key is built from the designer's plain
+        # attributes (tasks.prefect_tasks.designer_fingerprint), and a coarse score must never answer a fine query.
+        self.lattice = (f"{resolution.cells_per_metre:g} cells/m, {resolution.flow_times:g} H/U "
+                        f"(ramp {resolution.ramp_flow_times:g}, averaged {resolution.average_flow_times:g})")
         self._rows, self._bounds, self._labels = self._linear_constraints()
         self._interior = self._interior_point()
 
@@ -216,6 +223,15 @@ class CarDesigner:
         """Normalised tensor → blueprints (no projection: infeasible tensors give infeasible blueprints)."""
         values = x.detach().to("cpu", torch.float64).reshape(-1, *self.input_shape).numpy()
         return [CarBlueprint.from_vector(self._low + row * self._span) for row in values]
+
+    def discretize(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoding of the blueprint ``x`` stands for: every length rounded to 0.1 mm, the precision of
+        :meth:`key`, which is what the oracle task receives. The search records the surrogate's prediction on this
+        point, so the predicted and the true score are of the same blueprint. ``reference`` (the seeds) is unused:
+        a blueprint does not depend on its seed."""
+        values = self._low + x.detach().to("cpu", torch.float64).reshape(-1, *self.input_shape).numpy() * self._span
+        rounded = (np.round(values * 1e4) / 1e4 - self._low) / self._span
+        return torch.as_tensor(rounded, dtype=x.dtype, device=x.device).reshape(x.shape)
 
     def _linear_constraints(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """All rules as ``rows @ x ≤ bounds`` in the normalised coordinates (box rows included)."""
@@ -371,6 +387,16 @@ class CarDesigner:
 
     # --- rules -----------------------------------------------------------------------------------------------
 
+    def _blueprint_or_reason(self, design: Any) -> Any:
+        """A key becomes its blueprint; an unparsable key becomes a reason string, which :meth:`violations`
+        reports as the violation (never raises, like :meth:`violations`)."""
+        if not isinstance(design, str):
+            return design
+        try:
+            return self.parse(design)
+        except ValueError as error:
+            return f"unparsable car key: {error}"
+
     def violations(self, design: Any) -> str | None:
         """Why ``design`` breaks a rule (the first one found), or ``None``; never raises."""
         try:
@@ -379,6 +405,8 @@ class CarDesigner:
             return f"malformed blueprint: {type(error).__name__}: {error}"
 
     def _first_violation(self, design: Any) -> str | None:
+        if isinstance(design, str) and design.startswith("unparsable car key: "):
+            return design
         if not isinstance(design, CarBlueprint):
             return f"not a CarBlueprint: {type(design).__name__}"
         if len(design.heights_m) != STATIONS:
@@ -415,6 +443,9 @@ class CarDesigner:
         the design's own seed. ``values`` reports the margins so tables can show how close each design sits."""
         if len(designs) != len(seeds):
             raise ValueError(f"got {len(designs)} designs but {len(seeds)} seeds")
+        # The campaign passes keys (its tables hold text), a user may pass blueprints: accept both.
+        designs = [self._blueprint_or_reason(d) for d in designs]
+        seeds = [self._blueprint_or_reason(s) for s in seeds]
         violations: list[str | None] = []
         n = len(designs)
         change = np.full(n, np.nan)
@@ -533,6 +564,9 @@ class CarDesigner:
         ramp = int(round(res.ramp_flow_times * steps_per_flow_time))
         average_from = steps - int(round(res.average_flow_times * steps_per_flow_time))
         chunk = min(self.max_batch, n)
+        if self.compile:  # one compiled graph per chunk size (20–50 s each): round up to a power of two, so a
+            # process compiles at most log2(max_batch) + 1 shapes however the batches are cut; padding costs < 2×
+            chunk = min(self.max_batch, 1 << (chunk - 1).bit_length())
         previous_threads = torch.get_num_threads()
         if self.threads and self.device.type == "cpu":
             torch.set_num_threads(self.threads)

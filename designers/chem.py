@@ -9,6 +9,7 @@ SA and the Lipinski pass rate.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -90,7 +91,10 @@ def default_workers() -> int:
 
 
 def _parallel(fn, chunks: list, workers: int) -> list:
-    if workers <= 1 or len(chunks) <= 1:
+    # A daemonic process may not have children (multiprocessing refuses to start them), and Dask's worker
+    # processes are daemonic by default (distributed.worker.daemon): there the scoring runs in-process. Dask
+    # already spreads the oracle batches over its workers, so nothing is lost.
+    if workers <= 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
         return [fn(c) for c in chunks]
     return list(_pool(workers).map(fn, chunks))
 

@@ -23,6 +23,7 @@ Units are lattice units throughout (``dx = dt = 1``, reference density 1); the c
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -245,6 +246,9 @@ def _body_force(f: torch.Tensor, gather: tuple[torch.Tensor, ...]) -> torch.Tens
 
 
 _COMPILED: dict[str, Callable] = {}
+#: Prefect's thread runner scores several oracle batches at once; two threads compiling the same graph at the same
+#: time would each pay the 20–50 s compile (or trip over dynamo's global state), so the first call per key is serialised.
+_COMPILE_LOCK = threading.Lock()
 
 
 def _compiled(step: Callable, key: str) -> Callable:
@@ -300,8 +304,9 @@ def simulate(
                                    problem.smagorinsky, problem.bulk_relaxation)
         )
         try:
-            compiled = _compiled(step_fn, key)
-            compiled(f.clone(), torch.zeros((), device=device, dtype=dtype), consts)  # compile now, not mid-run
+            with _COMPILE_LOCK:
+                compiled = _compiled(step_fn, key)
+                compiled(f.clone(), torch.zeros((), device=device, dtype=dtype), consts)  # compile now, not mid-run
             step_fn = compiled
         except Exception:  # noqa: BLE001 — any compiler failure means "use eager", which is always correct
             _COMPILED.pop(key, None)
