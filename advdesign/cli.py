@@ -23,6 +23,7 @@ def _add_common_options(p: argparse.ArgumentParser, search: bool = True, train: 
     p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
     p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
     p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
+    p.add_argument("--resolution", choices=["coarse", "fine", "finest"], help="flow lattice (cars; default coarse)")
     if train:
         p.add_argument("--epochs", type=int, help="surrogate training epochs")
         p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
@@ -56,7 +57,10 @@ def _sections(args: argparse.Namespace) -> dict:
     """The campaign's parameter sections with the command line's overrides applied."""
     from flows.parameters import CampaignParameters
 
-    base = CampaignParameters.quick() if args.quick else CampaignParameters()
+    from designers import DESIGNERS
+
+    # The designer's own defaults (a car's search step, sizes and radii); an unknown name is reported below.
+    base = CampaignParameters.defaults(args.designer if args.designer in DESIGNERS else "molecule", quick=args.quick)
     sections = base.model_dump()
     sections["designer"]["name"] = args.designer
     updates = {
@@ -65,7 +69,7 @@ def _sections(args: argparse.Namespace) -> dict:
         ("surrogate", "epochs"): "epochs", ("surrogate", "eps"): "eps",
         ("search", "method"): "method", ("search", "steps"): "steps", ("search", "budget"): "budget",
         ("designer", "objective"): "objective", ("designer", "similarity_threshold"): "similarity",
-        ("designer", "max_sa"): "max_sa",
+        ("designer", "max_sa"): "max_sa", ("designer", "resolution"): "resolution",
     }
     for (section, key), option in updates.items():
         value = getattr(args, option, None)
