@@ -63,9 +63,8 @@ def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
     logger = run_logger()
     rng = np.random.default_rng(params.rng_seed)
     designs = designer.sample(params.n_labelled + params.n_seed_pool + params.n_unlabelled, rng)
-    keys = [designer.key(d) for d in designs]
     n_scored = params.n_labelled + params.n_seed_pool
-    result = oracle_in_batches(designer, keys[:n_scored], params.oracle_batch_size)
+    result = oracle_in_batches(designer, designs[:n_scored], params.oracle_batch_size)
     ok = result.valid
     if (~ok).any():
         logger.warning("%d of %d sampled designs could not be scored and are left out (first: %s)",
@@ -81,7 +80,7 @@ def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
         x_unlabelled=designer.encode(unlabelled) if unlabelled else x[:0],
         pool=[designs[i] for i in pool_idx],
         pool_scores=result.scores[pool_idx],
-        data_id=data_fingerprint(keys, result.scores),
+        data_id=data_fingerprint(designer.name, [str(d) for d in designs], result.scores),
         oracle_calls=len(result),
     )
 
@@ -146,7 +145,7 @@ def choose_seeds(designer: Designer, data: DesignData | None, params: DataParame
             logger.error(errors[-1])
         if not designs:
             raise ValueError(f"no usable seed in {params.seeds_file}" + (f" ({errors[0]})" if errors else " (empty)"))
-        result = oracle_in_batches(designer, [designer.key(d) for d in designs], params.oracle_batch_size)
+        result = oracle_in_batches(designer, designs, params.oracle_batch_size)
         for d, failure in zip(designs, result.failures):
             if failure:
                 errors.append(f"{params.seeds_file}: seed {designer.key(d)!r} skipped: {failure}")
@@ -232,7 +231,7 @@ def design_and_log(
     table = decode_trajectory(designer, trajectory, seeds.designs)
     satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
     candidates = select_candidates(table, params.top_k, params.budget)
-    result = oracle_in_batches(designer, list(candidates["design"]), 1_000)
+    result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], 1_000)
     candidates["true_score"] = result.scores
     candidates["oracle_failure"] = result.failures
     for name, values in result.extras.items():

@@ -48,17 +48,17 @@ def data_fingerprint(*parts: Any) -> str:
     retries=2,
     retry_delay_seconds=1,
 )
-def oracle_batch(designer: Designer, designer_id: str, keys: Sequence[str]) -> OracleResult:
-    """Score one batch of designs (given by their keys) on the true oracle."""
-    return designer.oracle([designer.parse(k) for k in keys])
+def oracle_batch(designer: Designer, designer_id: str, designs: Sequence[Any]) -> OracleResult:
+    """Score one batch of designs on the true oracle (cached on the designer's settings and the designs)."""
+    return designer.oracle(list(designs))
 
 
-def oracle_in_batches(designer: Designer, keys: Sequence[str], batch_size: int) -> OracleResult:
+def oracle_in_batches(designer: Designer, designs: Sequence[Any], batch_size: int) -> OracleResult:
     """Submit one task per batch (they run concurrently on the flow's task runner) and join the results."""
     designer_id = designer_fingerprint(designer)
     futures = [
-        oracle_batch.submit(designer, designer_id, list(keys[i : i + batch_size]))
-        for i in range(0, len(keys), batch_size)
+        oracle_batch.submit(designer, designer_id, list(designs[i : i + batch_size]))
+        for i in range(0, len(designs), batch_size)
     ]
     parts = [f.result() for f in futures]
     if not parts:
