@@ -190,8 +190,10 @@ def run_ui(args: argparse.Namespace) -> int:
     uri = environment.tracking_uri(args.tracking_uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(args.port)]
-    if uri.startswith("sqlite:"):
-        command += ["--default-artifact-root", environment.DEFAULT_ARTIFACT_ROOT.as_uri()]
+    from tasks.tracking import local_artifact_root
+
+    if artifact_root := local_artifact_root(uri):
+        command += ["--default-artifact-root", artifact_root]
     print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}", flush=True)
     os.execv(sys.executable, command)
     return 0

@@ -47,6 +47,14 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         raise TrackingUnavailable(f"MLflow tracking URI {uri!r}: use sqlite:///PATH or http(s)://HOST (the file store is retired)")
 
 
+def local_artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside its database file (``mlartifacts/``), so a store in a temporary
+    folder keeps its artifacts there too; a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACT_ROOT.name).as_uri()
+
+
 def _finite(value: float) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value))
 
@@ -69,7 +77,7 @@ class Tracker:
         if existing is not None:
             self.experiment_id = existing.experiment_id
         else:
-            location = DEFAULT_ARTIFACT_ROOT.as_uri() if self.uri.startswith("sqlite:") else None
+            location = local_artifact_root(self.uri)
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
     # -- runs ---------------------------------------------------------------------------------------------------

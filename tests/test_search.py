@@ -65,7 +65,7 @@ def test_eps_ball_and_box_hold_for_signed_and_adam():
 
 
 def test_bad_search_settings_are_rejected():
-    with pytest.raises(ValueError, match="signed, adam"):
+    with pytest.raises(ValueError, match="signed, l2, adam"):
         SearchConfig(method="newton")
     with pytest.raises(ValueError, match="positive"):
         SearchConfig(steps=0)

@@ -9,6 +9,7 @@ from tasks.attacks.base import Attack, cross_entropy_loss, prediction_loss, squa
 from tasks.attacks.fgsm import FGSM
 from tasks.attacks.pgd import PGD
 from tasks.attacks.random_noise import RandomNoise
+from tasks.attacks.transfer import SubstituteEnsemble, TransferAttack, label_queries, train_substitute
 from tasks.attacks.vat import VirtualAdversarial
 
 __all__ = [
@@ -16,8 +17,12 @@ __all__ = [
     "FGSM",
     "PGD",
     "RandomNoise",
+    "SubstituteEnsemble",
+    "TransferAttack",
     "VirtualAdversarial",
     "cross_entropy_loss",
+    "label_queries",
     "prediction_loss",
     "squared_error_loss",
+    "train_substitute",
 ]
