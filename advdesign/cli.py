@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         cli_evaluate = None
     if cli_evaluate is not None:
         cli_evaluate.add_parser(sub)
+    from advdesign import cli_tune  # tune, baselines
+
+    cli_tune.add_parser(sub)
     return parser
 
 
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in handlers:
             return handlers[args.command](args)
+        if args.command in ("tune", "baselines"):
+            return args.func(args)
         from advdesign import cli_evaluate
 
         return cli_evaluate.run(args)

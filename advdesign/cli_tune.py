@@ -1,0 +1,160 @@
+"""``advdesign tune`` and ``advdesign baselines``: Optuna surrogate tuning and black-box baselines.
+
+Kept apart from ``advdesign/cli.py`` (the ``cli_evaluate`` pattern): each subcommand is added by its
+``add_*_parser(subparsers)`` and run by the ``func`` it sets, ``run_tune(args)`` or ``run_baselines(args)``.
+The data options and the designer's constraints are the campaign's, so the same numbers give the same data,
+the same seeds and the same constraints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="the campaign's quick data (3,000 labelled molecules)")
+    p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
+    p.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT")
+    p.add_argument("--n-pool", type=int, help="held-out labelled designs the seeds are drawn from")
+    p.add_argument("--n-seeds", type=int, help="seeds drawn from the pool")
+    p.add_argument("--seeds", metavar="FILE", help="seed designs, one per line (default: lowest-scoring of a pool)")
+    p.add_argument("--rng-seed", type=int, help="seed of data sampling and training")
+    p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
+    p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
+    p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
+    p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON (default: print it)")
+    p.set_defaults(designer="molecule")
+
+
+def add_tune_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "tune", help="Optuna (TPE) tuning of a surrogate's lr, width, defense and ε by validation error",
+        description="Each trial trains a surrogate on the campaign's data and is a nested MLflow run under one "
+        "parent; the study is stored in SQLite (default: optuna.db beside the MLflow store), so running again "
+        "with the same --study-name resumes it.")
+    _add_data_options(p)
+    p.add_argument("--trials", type=int, help="trials to add (default 20; quick 8)")
+    p.add_argument("--study-name", default="advdesign-surrogate", help="Optuna study name (resumed if it exists)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<MLflow store folder>/optuna.db)")
+    p.add_argument("--defenses", default="none,fgsm,vat", help="defenses the study chooses from")
+    p.add_argument("--epochs", type=int, help="training epochs per trial (default 15; quick 5)")
+    p.add_argument("--metric", choices=["validation_mae", "validation_mse"], default="validation_mae",
+                   help="the objective (minimised)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.set_defaults(func=run_tune)
+    return p
+
+
+def add_baselines_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "baselines", help="black-box search on the true oracle (random / TPE SELFIES token edits) at the "
+        "campaign's budget",
+        description="Random search and TPE over SELFIES token edits of each seed, on the campaign's seeds and "
+        "constraints; only constraint-satisfying designs are scored and the oracle calls never exceed --budget.")
+    _add_data_options(p)
+    p.add_argument("--methods", default="random,tpe", help="comma-separated: random, tpe")
+    p.add_argument("--budget", type=int, help="oracle calls for all seeds together (default: the campaign's)")
+    p.add_argument("--max-edits", type=int, default=3, help="at most this many token edits per proposal")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the searches")
+    p.set_defaults(func=run_baselines)
+    return p
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add both subcommands."""
+    add_tune_parser(subparsers)
+    add_baselines_parser(subparsers)
+
+
+def _sections(args: argparse.Namespace) -> dict:
+    from advdesign.cli import _sections as campaign_sections
+
+    return campaign_sections(args)
+
+
+def _write(result: dict, path: str | None) -> None:
+    text = json.dumps(result, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _validated(model, **values):
+    from advdesign.cli import _validated as validated
+
+    return validated(model, **values)
+
+
+def _check_tracking(uri: str | None) -> None:
+    from advdesign import environment
+    from tasks.tracking import check_reachable
+
+    check_reachable(environment.tracking_uri(uri))
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from flows.tune import TuneParameters
+
+    s = _sections(args)
+    surrogate = dict(s["surrogate"])
+    surrogate["epochs"] = args.epochs or (5 if args.quick else surrogate["epochs"])
+    values = {"designer": s["designer"], "data": s["data"], "surrogate": surrogate,
+              "defenses": tuple(d.strip() for d in args.defenses.split(",") if d.strip()),
+              "n_trials": args.trials or (8 if args.quick else 20), "study_name": args.study_name,
+              "storage": args.storage, "objective": args.metric, "seed": args.seed,
+              "experiment": s["experiment"], "tracking_uri": s["tracking_uri"]}
+    params = _validated(TuneParameters, **values)
+    _check_tracking(params.tracking_uri)
+    from flows.tune import tune
+
+    summary = tune(params)
+    _write(summary, args.json)
+    if args.json:
+        print(f"best {summary['objective']} {summary['best_value']:.4f} (trial {summary['best_trial']} of "
+              f"{summary['n_trials']}): {summary['best_params']}; study {summary['study_name']} in "
+              f"{summary['study_storage']}; MLflow run {summary['mlflow']['parent_run_id']}")
+    return 0
+
+
+def run_baselines(args: argparse.Namespace) -> int:
+    from flows.baselines import BaselineParameters
+
+    s = _sections(args)
+    params = _validated(
+        BaselineParameters, designer=s["designer"], data=s["data"],
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        budget=args.budget if args.budget is not None else s["search"]["budget"], max_edits=args.max_edits,
+        seed=args.seed, experiment=s["experiment"], tracking_uri=s["tracking_uri"])
+    _check_tracking(params.tracking_uri)
+    from flows.baselines import baselines
+
+    summary = baselines(params)
+    _write(summary, args.json)
+    if args.json:
+        for method, r in summary["methods"].items():
+            print(f"{method:7} success {r['success_rate']:.2f}  true gain {r['oracle_improvement_mean']:.2f}  "
+                  f"oracle calls {r['oracle_calls']}/{summary['budget']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m advdesign.cli_tune``) for when ``advdesign/cli.py`` does not dispatch here."""
+    parser = argparse.ArgumentParser(prog="advdesign")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"advdesign {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
