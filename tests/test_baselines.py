@@ -1,0 +1,101 @@
+"""Black-box baselines on the true oracle: budget, constraints, reproducibility; the flow and its MLflow runs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from designers import chem
+from designers.molecule import MoleculeDesigner
+from tasks.baselines import (BaselineConfig, BudgetedOracle, BudgetExceeded, baseline_metrics, run_baseline,
+                             share_budget)
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    designer = MoleculeDesigner(workers=1)
+    designs = designer.sample(3, np.random.default_rng(7))
+    return designs, designer.oracle(designs).scores
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_oracle_calls_never_exceed_the_budget_and_designs_satisfy_the_constraints(method, seeds):
+    designs, scores = seeds
+    designer = MoleculeDesigner(workers=1)
+    table = run_baseline(method, designer, designs, scores, budget=20, config=BaselineConfig(seed=3))
+    assert designer.oracle_calls == len(table) <= 20
+    assert len(table) == 20  # 3 seeds share 20 calls: 7 + 7 + 6, all used
+    assert table.groupby("seed_index").size().tolist() == [7, 7, 6]
+    similarity = chem.tanimoto_similarity(list(table["design"]), list(table["seed"]))
+    assert (similarity >= 0.4).all()
+    assert similarity == pytest.approx(table["similarity"].to_numpy())
+    assert (table["design"] != table["seed"]).all()
+    assert not table.duplicated(["seed_index", "design"]).any()  # each design scored once per seed
+    rescored = MoleculeDesigner(workers=1).oracle(list(table["design"])).scores
+    assert rescored == pytest.approx(table["true_score"].to_numpy())
+
+
+def test_random_search_is_reproducible_with_a_fixed_seed(seeds):
+    designs, scores = seeds
+    first = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=5))
+    again = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=5))
+    other = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=6))
+    pd.testing.assert_frame_equal(first, again)
+    assert baseline_metrics(first, scores, 12) == baseline_metrics(again, scores, 12)
+    assert list(first["design"]) != list(other["design"])
+
+
+def test_metrics_follow_the_campaign_definitions(seeds):
+    designs, scores = seeds
+    table = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 9, BaselineConfig(seed=1))
+    metrics = baseline_metrics(table, scores, 9, checkpoints=(1, 2, 100))
+    gains = [table[table["seed_index"] == i]["true_score"].max() - scores[i] for i in range(3)]
+    assert metrics["oracle_improvement_mean"] == pytest.approx(np.mean(gains))
+    assert metrics["success_rate"] == pytest.approx(np.mean([g > 0 for g in gains]))
+    assert metrics["oracle_calls"] == metrics["n_designs"] == 9
+    # checkpoints up to the per-seed budget (3 calls); 100 is beyond it
+    assert {"improvement_at_1", "improvement_at_2", "improvement_at_3"} <= set(metrics)
+    assert "improvement_at_100" not in metrics
+    assert metrics["improvement_at_3"] == pytest.approx(metrics["oracle_improvement_mean"])
+    assert metrics["best_score_at_1"] <= metrics["best_score_at_2"] <= metrics["best_score_at_3"]
+    first_calls = [table[(table["seed_index"] == i) & (table["call"] == 1)]["true_score"].item() for i in range(3)]
+    assert metrics["best_score_at_1"] == pytest.approx(np.mean(np.maximum(first_calls, scores)))
+
+
+def test_the_budgeted_oracle_refuses_the_call_beyond_the_budget():
+    designer = MoleculeDesigner(workers=1)
+    oracle = BudgetedOracle(designer, budget=2)
+    oracle(["CCO"])
+    with pytest.raises(BudgetExceeded, match="2 oracle calls asked for, 1 of 2 left"):
+        oracle(["CCC", "CCN"])
+    assert designer.oracle_calls == oracle.used == 1
+    assert share_budget(10, 4) == [3, 3, 2, 2] and sum(share_budget(1000, 7)) == 1000
+
+
+def test_the_flow_runs_both_methods_on_the_campaign_seeds_and_logs_them(tmp_path, prefect_api):
+    from advdesign.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "baselines.json"
+    code = main(["baselines", "--n-labelled", "60", "--n-unlabelled", "0", "--n-pool", "30", "--n-seeds", "2",
+                 "--budget", "10", "--tracking-uri", uri, "--json", str(path)])
+    assert code == 0
+    summary = json.loads(path.read_text())
+    assert summary["budget"] == 10 and set(summary["methods"]) == {"random", "tpe"}
+    assert summary["oracle_calls"] == 90 + sum(r["oracle_calls"] for r in summary["methods"].values())
+    for result in summary["methods"].values():
+        assert result["n_seeds"] == 2
+        assert result["oracle_calls"] == result["oracle_calls_counted_by_designer"] <= 10
+        assert 0 <= result["success_rate"] <= 1
+    client = MlflowClient(uri)
+    parent = summary["mlflow"]["parent_run_id"]
+    assert client.get_run(parent).info.status == "FINISHED"
+    children = client.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.data.tags["method"] for r in children) == ["random", "tpe"]
+    for child in children:
+        assert child.data.metrics["oracle_calls"] <= 10
+        table = pd.read_csv(client.download_artifacts(child.info.run_id, "designs.csv"))
+        assert len(table) == child.data.metrics["oracle_calls"]
+        assert (chem.tanimoto_similarity(list(table["design"]), list(table["seed"])) >= 0.4).all()
