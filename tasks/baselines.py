@@ -252,6 +252,8 @@ def run_baseline(method: str, designer: Any, seeds: Sequence[str], seed_scores: 
         raise ValueError(f"unknown baseline {method!r}; choose from {', '.join(METHODS)}")
     if budget < 0:
         raise ValueError(f"budget must be ≥ 0, got {budget}")
+    if not len(seeds):
+        raise ValueError("no seeds to search from")
     tokenised = seed_tokens(designer, seeds)
     rows, counters = [], {"proposals": 0, "infeasible": 0, "duplicates": 0, "checked": 0, "feasible": 0}
     for i, (seed, share) in enumerate(zip(tokenised, share_budget(budget, len(seeds)))):
