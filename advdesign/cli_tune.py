@@ -54,10 +54,13 @@ def add_baselines_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p = subparsers.add_parser(
         "baselines", help="black-box search on the true oracle (random / TPE SELFIES token edits) at the "
         "campaign's budget",
-        description="Random search and TPE over SELFIES token edits of each seed, on the campaign's seeds and "
+        description="Random search and TPE over SELFIES token edits of each seed (molecules) or CMA-ES on the "
+        "blueprint's box encoding (cars), on the campaign's seeds and "
         "constraints; only constraint-satisfying designs are scored and the oracle calls never exceed --budget.")
     _add_data_options(p)
-    p.add_argument("--methods", default="random,tpe", help="comma-separated: random, tpe")
+    p.add_argument("--designer", choices=["molecule", "car"], default="molecule", help="design domain")
+    p.add_argument("--resolution", choices=["coarse", "fine", "finest"], help="flow lattice (cars; default coarse)")
+    p.add_argument("--methods", help="comma-separated: random, tpe (molecules, the default); cmaes (cars, the default)")
     p.add_argument("--budget", type=int, help="oracle calls for all seeds together (default: the campaign's)")
     p.add_argument("--max-edits", type=int, default=3, help="at most this many token edits per proposal")
     p.add_argument("--seed", type=int, default=0, help="random seed of the searches")
@@ -128,7 +131,7 @@ def run_baselines(args: argparse.Namespace) -> int:
     s = _sections(args)
     params = _validated(
         BaselineParameters, designer=s["designer"], data=s["data"],
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None,
         budget=args.budget if args.budget is not None else s["search"]["budget"], max_edits=args.max_edits,
         seed=args.seed, experiment=s["experiment"], tracking_uri=s["tracking_uri"])
     _check_tracking(params.tracking_uri)

@@ -1,6 +1,7 @@
 """Black-box baselines on the true oracle, on the campaign's data, seeds, constraints and oracle budget.
 
-Random search and TPE over SELFIES token edits (:mod:`tasks.baselines`) run per seed with the same total budget
+Random search and TPE over SELFIES token edits for molecules, CMA-ES on the box encoding for cars
+(:mod:`tasks.baselines`), run per seed with the same total budget
 as one surrogate's verification in the campaign (``search.budget``). The data are prepared exactly as the
 campaign prepares them (same :class:`DataParameters`, same Prefect-cached oracle labels), so the seeds are the
 campaign's seeds. One parent MLflow run, a nested run per method with its metrics and designs table.
@@ -13,38 +14,42 @@ from typing import Any
 
 import numpy as np
 from prefect import flow
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, _Parameters
 from flows.stages import choose_seeds, prepare_data, run_logger
-from tasks.baselines import METHODS, BaselineConfig, baseline_metrics, run_baseline
+from tasks.baselines import METHODS_BY_DESIGNER, BaselineConfig, baseline_metrics, run_baseline
 from tasks.tracking import Tracker
 
 
 class BaselineParameters(_Parameters):
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
-    methods: tuple[str, ...] = Field(METHODS, description=f"black-box searches: {', '.join(METHODS)}")
+    methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: the designer's: "
+                                            "random, tpe for molecules; cmaes for cars)")
     budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget)")
     max_edits: int = Field(3, ge=1, description="at most this many SELFIES token edits per proposal")
     seed: int = Field(0, description="random seed of the searches")
     experiment: str = "advdesign"
     tracking_uri: str | None = None
 
-    @field_validator("methods")
+    @model_validator(mode="before")
     @classmethod
-    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"unknown baseline {unknown[0] if unknown else '(none)'!r}; "
-                             f"choose from {', '.join(METHODS)}")
-        return methods
+    def _default_methods(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("methods") is None:
+            designer = values.get("designer") or {}
+            name = designer.get("name", "molecule") if isinstance(designer, dict) else designer.name
+            values = {**values, "methods": METHODS_BY_DESIGNER.get(name, ())}
+        return values
 
     @model_validator(mode="after")
-    def _molecules_only(self) -> "BaselineParameters":
-        if self.designer.name != "molecule":
-            raise ValueError("the token-edit baselines exist for molecules only (CMA-ES for cars is not implemented)")
+    def _methods_of_the_designer(self) -> "BaselineParameters":
+        allowed = METHODS_BY_DESIGNER[self.designer.name]
+        unknown = [m for m in self.methods if m not in allowed]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown baseline {unknown[0] if unknown else '(none)'!r} for {self.designer.name}; "
+                             f"choose from {', '.join(allowed)}")
         return self
 
 

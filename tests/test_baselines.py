@@ -99,3 +99,30 @@ def test_the_flow_runs_both_methods_on_the_campaign_seeds_and_logs_them(tmp_path
         table = pd.read_csv(client.download_artifacts(child.info.run_id, "designs.csv"))
         assert len(table) == child.data.metrics["oracle_calls"]
         assert (chem.tanimoto_similarity(list(table["design"]), list(table["seed"])) >= 0.4).all()
+
+
+def test_cma_es_finds_the_optimum_of_a_quadratic():
+    from tasks.baselines import CMAES
+
+    es = CMAES(np.full(12, 0.2), 0.1, np.random.default_rng(0))
+    target = np.linspace(0.3, 0.7, 12)
+    for _ in range(150):
+        x = es.ask()
+        es.tell(x, -((x - target) ** 2).sum(axis=1))
+    assert np.abs(es.mean - target).max() < 1e-3
+
+
+def test_cma_es_on_cars_stays_within_the_budget_and_the_feasible_set():
+    from designers.car import CarDesigner
+
+    designer = CarDesigner(resolution="smoke", compile=False, threads=1, max_change_from_seed_m=0.3)
+    seeds = designer.sample(2, np.random.default_rng(0))
+    scores = designer.oracle(seeds).scores
+    designer.oracle_calls = 0
+    table = run_baseline("cmaes", designer, seeds, scores, budget=5, config=BaselineConfig(seed=2))
+    assert designer.oracle_calls == len(table) == 5 and table.groupby("seed_index").size().tolist() == [3, 2]
+    designs = [designer.parse(k) for k in table["design"]]
+    report = designer.constraints(designs, [seeds[i] for i in table["seed_index"]])
+    assert report.satisfied.all()
+    assert (table["design"] != table["seed"]).all()
+    assert baseline_metrics(table, scores, 5)["oracle_calls"] == 5
