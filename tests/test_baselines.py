@@ -126,3 +126,19 @@ def test_cma_es_on_cars_stays_within_the_budget_and_the_feasible_set():
     assert report.satisfied.all()
     assert (table["design"] != table["seed"]).all()
     assert baseline_metrics(table, scores, 5)["oracle_calls"] == 5
+
+
+@pytest.mark.slow
+def test_the_flow_runs_cma_es_on_car_seeds(tmp_path, prefect_api):
+    from flows.baselines import BaselineParameters, baselines
+    from flows.parameters import DataParameters, DesignerParameters
+
+    params = BaselineParameters(
+        designer=DesignerParameters(name="car", resolution="smoke", compile=False),
+        data=DataParameters(n_labelled=10, n_unlabelled=0, n_seed_pool=6, n_seeds=2, oracle_batch_size=16),
+        budget=4, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert params.methods == ("cmaes",)
+    summary = baselines(params)
+    result = summary["methods"]["cmaes"]
+    assert result["oracle_calls"] == result["oracle_calls_counted_by_designer"] == 4
+    assert result["n_seeds"] == 2 and 0 <= result["success_rate"] <= 1
