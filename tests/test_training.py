@@ -57,7 +57,7 @@ def test_vat_training_makes_the_surrogate_smoother_than_plain_training():
                                 defense=Defense(name=name, vat_eps=0.5, vat_weight=5.0))
         train_model(model, x, y, x[:0], y[:0], config, x_unlabelled=probe)
         vat = VirtualAdversarial(model, eps=0.5, generator=torch.Generator().manual_seed(0))
-        smoothness[name] = float(vat.loss(probe))
+        smoothness[name] = float(vat.loss(probe).detach())
     assert 0 < smoothness["vat"] < smoothness["none"]
 
 
