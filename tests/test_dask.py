@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 from prefect import flow
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
@@ -49,7 +50,6 @@ TINY = ["--quick", "--n-labelled", "400", "--n-unlabelled", "200", "--n-pool", "
         "--epochs", "3", "--steps", "15", "--budget", "30", "--rng-seed", "11", "--defenses", "none,fgsm"]
 
 
-@pytest.mark.slow
 def test_molecule_campaign_on_dask_equals_the_thread_runner(tmp_path, prefect_api):
     # 500 molecules in one oracle batch is above chem's parallel threshold: in a (daemonic) Dask worker it must
     # score in-process instead of starting a process pool, which multiprocessing forbids there.
@@ -65,9 +65,12 @@ def test_molecule_campaign_on_dask_equals_the_thread_runner(tmp_path, prefect_ap
             assert main(args) == 0
         runs[runner] = json.loads(path.read_text())
     dask, threads = runs["dask"], runs["threads"]
-    assert dask["oracle_calls"] == threads["oracle_calls"]
     for defense in ("none", "fgsm"):
         a, b = dask["defenses"][defense], threads["defenses"][defense]
-        # Same labels (training is in-process in both, and deterministic), so the same surrogate and designs.
-        for key in ("validation_r2", "n_designs", "transfer_rate", "oracle_improvement_mean", "success_rate"):
-            assert a[key] == pytest.approx(b[key], abs=1e-9), (defense, key)
+        # The labels: data_id fingerprints every labelled design's key and its oracle score, so equal ids mean
+        # the Dask workers scored all 500 molecules exactly as the in-process pool did. (Models are not compared:
+        # retraining is not bitwise reproducible across runs, which has nothing to do with the runner.)
+        ids = [MlflowClient(run["mlflow"]["tracking_uri"]).get_run(r["run_id"]).data.params["data_id"]
+               for run, r in ((dask, a), (threads, b))]
+        assert ids[0] == ids[1], defense
+        assert a["n_seeds"] == b["n_seeds"] == 6
