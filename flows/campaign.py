@@ -68,7 +68,8 @@ def _design_rounds(tracker: Tracker, run_id: str, designer, data: DesignData, se
         try:
             trained = train_and_log(tracker, round_run, designer, data, defense, params.surrogate,
                                     params.data.rng_seed)
-            metrics, verified = design_and_log(tracker, round_run, designer, trained.model, seeds, params.search)
+            metrics, verified = design_and_log(tracker, round_run, designer, trained.model, seeds, params.search,
+                                               params.data.oracle_batch_size)
             failed = False
         finally:
             if round_run != run_id:

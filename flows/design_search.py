@@ -34,5 +34,6 @@ def design_search(params: DesignParameters) -> dict[str, Any]:
                      tags={"designer": designer.name, "kind": "design"}) as run_id:
         data = prepare_data(designer, params.data) if not params.data.seeds_file else None
         seeds = choose_seeds(designer, data, params.data)
-        metrics, _ = design_and_log(tracker, run_id, designer, model, seeds, params.search)
+        metrics, _ = design_and_log(tracker, run_id, designer, model, seeds, params.search,
+                                    params.data.oracle_batch_size)
     return {"run_id": run_id, "tracking_uri": tracker.uri, "seed_errors": seeds.errors, **metrics}

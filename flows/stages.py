@@ -219,7 +219,7 @@ def train_and_log(
 
 def design_and_log(
     tracker: Tracker, run_id: str, designer: Designer, model: torch.nn.Module, seeds: Seeds,
-    params: SearchParameters,
+    params: SearchParameters, oracle_batch_size: int = 1_000,
 ) -> tuple[dict[str, float | int], pd.DataFrame]:
     """Gradient search from every seed at once, oracle verification of the top candidates, and the logs."""
     config = SearchConfig(method=params.method, steps=params.steps, step_size=params.step_size, eps=params.eps)
@@ -231,7 +231,7 @@ def design_and_log(
     table = decode_trajectory(designer, trajectory, seeds.designs)
     satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
     candidates = select_candidates(table, params.top_k, params.budget)
-    result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], 1_000)
+    result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], oracle_batch_size)
     candidates["true_score"] = result.scores
     candidates["oracle_failure"] = result.failures
     for name, values in result.extras.items():
