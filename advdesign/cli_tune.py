@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -144,20 +143,3 @@ def run_baselines(args: argparse.Namespace) -> int:
             print(f"{method:7} success {r['success_rate']:.2f}  true gain {r['oracle_improvement_mean']:.2f}  "
                   f"oracle calls {r['oracle_calls']}/{summary['budget']}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m advdesign.cli_tune``) for when ``advdesign/cli.py`` does not dispatch here."""
-    parser = argparse.ArgumentParser(prog="advdesign")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"advdesign {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -22,13 +22,7 @@ from tasks.robustness import correct_predictions, run_attack  # noqa: E402
 from tasks.training import TrainingConfig, train_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny models train several times faster on one intra-op thread than on two contended ones."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

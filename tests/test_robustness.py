@@ -15,13 +15,7 @@ from tasks.classifiers import build_architecture, load_digits_data, mlp
 from tasks.training import TrainingConfig, train_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny models train several times faster on one intra-op thread than on two contended ones."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from tasks.training import TrainingConfig, train_model
 from tasks.attacks.random_noise import RandomNoise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """Tiny models train several times faster on one intra-op thread than on two contended ones."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 class CountingTarget(nn.Module):
