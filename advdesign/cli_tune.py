@@ -9,8 +9,8 @@ the same seeds and the same constraints.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from advdesign.cli import _check_tracking, _sections, _validated, _write
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -71,33 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add both subcommands."""
     add_tune_parser(subparsers)
     add_baselines_parser(subparsers)
-
-
-def _sections(args: argparse.Namespace) -> dict:
-    from advdesign.cli import _sections as campaign_sections
-
-    return campaign_sections(args)
-
-
-def _write(result: dict, path: str | None) -> None:
-    text = json.dumps(result, indent=2)
-    if path:
-        Path(path).write_text(text + "\n")
-    else:
-        print(text)
-
-
-def _validated(model, **values):
-    from advdesign.cli import _validated as validated
-
-    return validated(model, **values)
-
-
-def _check_tracking(uri: str | None) -> None:
-    from advdesign import environment
-    from tasks.tracking import check_reachable
-
-    check_reachable(environment.tracking_uri(uri))
 
 
 def run_tune(args: argparse.Namespace) -> int:
