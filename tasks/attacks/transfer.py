@@ -25,6 +25,7 @@ from torch import nn
 
 from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss
 from tasks.attacks.pgd import PGD
+from tasks.classifiers import predict_labels
 
 
 class SubstituteEnsemble(nn.Module):
@@ -81,12 +82,7 @@ class TransferAttack(Attack):
 
 def label_queries(target: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The only access the attacker has to the target: its predicted labels on the attacker's inputs."""
-    was_training = target.training
-    target.eval()
-    with torch.no_grad():
-        labels = torch.cat([target(x[i : i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
-    target.train(was_training)
-    return labels
+    return predict_labels(target, x, batch_size)
 
 
 def train_substitute(
