@@ -75,8 +75,22 @@ def campaign_metrics(
     """The comparison numbers of one surrogate's search.
 
     ``verified`` has one row per oracle-checked design with columns seed_index, predicted, true_score and
-    oracle_failure. Improvements are per seed: best (true or predicted) score among its verified designs minus
+    oracle_failure; every row is a constraint-satisfying design (``select_candidates`` sends no other to the
+    oracle). Improvements are per seed: best (true or predicted) score among its verified designs minus
     the seed's (true or predicted) score, 0 for a seed with none, then averaged over seeds.
+
+    Beside them, the numbers of the constrained-optimisation protocol of JT-VAE (Jin, Barzilay & Jaakkola 2018,
+    "Junction Tree Variational Autoencoder for Molecular Graph Generation", ICML, Sec. 4.3), as GCPN (You et al.
+    2018), MolDQN (Zhou et al. 2019) and MoFlow (Zang & Wang 2020) report them:
+
+    * ``success_rate`` (already above) is the protocol's success in its strict reading: the fraction of seeds
+      for which a verified design with similarity ≥ δ *and a true score above the seed's* was found.
+    * ``feasible_design_rate``: the literal reading, the fraction of seeds with at least one verified design
+      that satisfies the constraints, whether or not it scores above the seed.
+    * ``successful_improvement_mean`` / ``successful_improvement_std``: over the successful seeds only (strict
+      reading), the best verified design's true score minus the seed's; population std (ddof = 0), as numpy's
+      default. Both are 0.0 when no seed succeeded (``success_rate`` = 0 says so). ``oracle_improvement_mean``
+      is the same gain averaged over *all* seeds, failures included.
     """
     n_seeds = len(seed_scores)
     valid = verified["oracle_failure"].isna().to_numpy() if len(verified) else np.array([], dtype=bool)
@@ -94,8 +108,11 @@ def campaign_metrics(
         true_gain[best_true.index] = best_true.to_numpy() - seed_scores[best_true.index]
         predicted_gain[best_pred.index] = best_pred.to_numpy() - seed_predicted[best_pred.index]
     success = np.zeros(n_seeds, dtype=bool)
+    feasible = np.zeros(n_seeds, dtype=bool)
     if len(ok):
         success[np.unique(ok["seed_index"].to_numpy()[truly_better])] = True
+        feasible[ok["seed_index"].to_numpy()] = True
+    successful_gain = true_gain[success]
     return {
         "n_seeds": int(n_seeds),
         "n_designs": int(len(verified)),
@@ -108,4 +125,7 @@ def campaign_metrics(
         "predicted_improvement_mean": float(predicted_gain.mean()) if n_seeds else 0.0,
         "improvement_gap": float((predicted_gain - true_gain).mean()) if n_seeds else 0.0,
         "n_predicted_better": int(predicted_better.sum()),
+        "feasible_design_rate": float(feasible.mean()) if n_seeds else 0.0,
+        "successful_improvement_mean": float(successful_gain.mean()) if success.any() else 0.0,
+        "successful_improvement_std": float(successful_gain.std()) if success.any() else 0.0,
     }
