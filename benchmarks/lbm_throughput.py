@@ -12,7 +12,8 @@ Prints one JSON object:
 
 The machine may be shared: the load average is printed with the numbers.
 
-    python benchmarks/lbm_throughput.py [--threads N] [--coarse-batch 32] [--skip-compile]
+    python benchmarks/lbm_throughput.py [--threads N] [--coarse-batch 32] [--skip-compile] [--device cuda]
+                                        [--batches 1,32,256]
 """
 
 from __future__ import annotations
@@ -29,14 +30,22 @@ from designers.car import CarDesigner
 from designers.lbm import BYTES_PER_CELL_UPDATE, simulate
 
 
-def copy_bandwidth_gb_s(megabytes: int = 256, repeats: int = 10) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth_gb_s(megabytes: int = 256, repeats: int = 10, device: str | torch.device = "cpu") -> float:
     """Best-of-``repeats`` bandwidth of a large tensor copy (bytes read plus bytes written per second)."""
-    source = torch.ones(megabytes * 2**20 // 4)
+    device = torch.device(device)
+    source = torch.ones(megabytes * 2**20 // 4, device=device)
     target = torch.empty_like(source)
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         target.copy_(source)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * source.numel() * 4 / best / 1e9
 
@@ -47,9 +56,9 @@ def lattice_mlups(designer: CarDesigner, batch: int, steps: int, compile: bool) 
     masks, geometry = designer.rasterise(designs)
     problem = designer.flow_problem(masks, geometry)
     start = time.perf_counter()
-    simulate(problem, 2, compile=compile)  # warm-up; compiles once per lattice shape
+    simulate(problem, 2, compile=compile, device=designer.device)  # warm-up; compiles once per lattice shape
     warm_up = time.perf_counter() - start
-    result = simulate(problem, steps, ramp_steps=steps, force_every=4, compile=compile)
+    result = simulate(problem, steps, ramp_steps=steps, force_every=4, compile=compile, device=designer.device)
     return result.cell_updates / result.seconds / 1e6, warm_up
 
 
@@ -59,20 +68,24 @@ def main() -> None:
     parser.add_argument("--coarse-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=300, help="time steps per throughput measurement")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batches", default="1,32", help="lattice batch sizes of the MLUPS measurement")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    report: dict = {"threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]}
-    bandwidth = copy_bandwidth_gb_s()
+    report: dict = {"threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0],
+                    "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"}
+    bandwidth = copy_bandwidth_gb_s(device=args.device)
     bound = bandwidth * 1e9 / BYTES_PER_CELL_UPDATE / 1e6
     report.update({"bandwidth_gb_s": round(bandwidth, 2), "bound_mlups": round(bound, 1)})
 
-    coarse = CarDesigner(resolution="coarse", compile=not args.skip_compile)
+    coarse = CarDesigner(resolution="coarse", compile=not args.skip_compile, device=args.device,
+                         max_batch=args.coarse_batch)
     modes = [False] if args.skip_compile else [False, True]
     report["mlups"] = {}
     for compile in modes:
-        for batch in (1, 32):
+        for batch in (int(b) for b in args.batches.split(",")):
             mlups, warm_up = lattice_mlups(coarse, batch, args.steps, compile)
             report["mlups"][f"{'compiled' if compile else 'eager'}_batch{batch}"] = {
                 "mlups": round(mlups, 2), "ratio_to_bound": round(mlups / bound, 3), "warm_up_s": round(warm_up, 1),
@@ -80,11 +93,11 @@ def main() -> None:
 
     designs = coarse.sample(args.coarse_batch, np.random.default_rng(1))
     masks, geometry = coarse.rasterise(designs)
-    simulate(coarse.flow_problem(masks, geometry), 2, compile=coarse.compile)  # compiles this shape; not timed
+    simulate(coarse.flow_problem(masks, geometry), 2, compile=coarse.compile, device=coarse.device)  # compiles; untimed
     start = time.perf_counter()
     result = coarse.oracle(designs)
     coarse_seconds = (time.perf_counter() - start) / len(designs)
-    fine = CarDesigner(resolution="fine", compile=not args.skip_compile)  # 16 cells/m
+    fine = CarDesigner(resolution="fine", compile=not args.skip_compile, device=args.device)  # 16 cells/m
     fine_mlups, _ = lattice_mlups(fine, 8, args.steps // 2, not args.skip_compile)
     masks, geometry = fine.rasterise(designs[:1])
     fine_steps = round(fine.resolution.flow_times * fine.reference_height_m * fine.resolution.cells_per_metre
