@@ -1,5 +1,5 @@
-"""Black-box baselines on the true oracle: random SELFIES token edits and TPE over token edits (pure, no Prefect
-or MLflow).
+"""Black-box baselines on the true oracle: random SELFIES token edits and TPE over token edits for molecules,
+CMA-ES and random perturbations for continuous designers (cars) (pure, no Prefect or MLflow).
 
 They answer the campaign's control question: with the same seeds, the same constraints and the same number of
 oracle calls, does a surrogate's input gradient beat search that never looks at a model? The rules are the
@@ -245,7 +245,8 @@ def tpe_search_seed(designer: Any, seed: SeedTokens, seed_index: int, seed_score
 def run_baseline(method: str, designer: Any, seeds: Sequence[str], seed_scores: np.ndarray, budget: int,
                  config: BaselineConfig = BaselineConfig()) -> pd.DataFrame:
     """Search every seed with ``method`` under its share of ``budget`` total oracle calls (``cmaes``: see
-    :func:`cmaes_search`, for continuous designers).
+    :func:`cmaes_search`, for continuous designers; ``random`` on a continuous designer:
+    :func:`random_perturbation_search`).
 
     Returns the verified designs, one row per oracle call, in the column layout of the campaign's designs table
     (seed_index, seed, design, true_score, oracle_failure, similarity, seed_score) plus ``call`` (the seed's
@@ -257,6 +258,8 @@ def run_baseline(method: str, designer: Any, seeds: Sequence[str], seed_scores: 
         raise ValueError(f"budget must be ≥ 0, got {budget}")
     if method == "cmaes":
         return cmaes_search(designer, seeds, seed_scores, budget, seed=config.seed)
+    if method == "random" and not hasattr(designer, "token_indices"):  # a box encoding, not SELFIES tokens
+        return random_perturbation_search(designer, seeds, seed_scores, budget, seed=config.seed)
     if not len(seeds):
         raise ValueError("no seeds to search from")
     tokenised = seed_tokens(designer, seeds)
@@ -307,17 +310,34 @@ def baseline_metrics(verified: pd.DataFrame, seed_scores: np.ndarray, budget: in
     for name in ("proposals", "infeasible", "duplicates", "checked", "feasible"):
         metrics[name] = int(verified.attrs.get(name, 0))
     per_seed = max(share_budget(budget, n_seeds)) if n_seeds else 0
-    ok = verified[verified["oracle_failure"].isna()] if len(verified) else verified
-    for c in sorted({*(c for c in checkpoints if c < per_seed), per_seed}):
-        best = np.asarray(seed_scores, dtype=float).copy()
-        gain = np.zeros(n_seeds)
-        if len(ok):
-            upto = ok[ok["call"] <= c].groupby("seed_index")["true_score"].max()
-            best[upto.index] = np.maximum(best[upto.index], upto.to_numpy())
-            gain[upto.index] = upto.to_numpy() - np.asarray(seed_scores, dtype=float)[upto.index]
-        metrics[f"best_score_at_{c}"] = float(best.mean()) if n_seeds else 0.0
+    reached = sorted({*(c for c in checkpoints if c < per_seed), per_seed})
+    best = best_so_far(verified, seed_scores, reached)
+    found = best_found(verified, n_seeds, reached)
+    for j, c in enumerate(reached):
+        gain = np.where(np.isfinite(found[:, j]), found[:, j] - np.asarray(seed_scores, dtype=float), 0.0)
+        metrics[f"best_score_at_{c}"] = float(best[:, j].mean()) if n_seeds else 0.0
         metrics[f"improvement_at_{c}"] = float(gain.mean()) if n_seeds else 0.0
     return metrics
+
+
+def best_found(verified: pd.DataFrame, n_seeds: int, checkpoints: Sequence[int]) -> np.ndarray:
+    """``(n_seeds, len(checkpoints))``: per seed, the best true score among its first ``c`` oracle calls (the
+    ``call`` column, 1-based per seed), ``-inf`` where none of them was scored."""
+    found = np.full((n_seeds, len(checkpoints)), -np.inf)
+    ok = verified[verified["oracle_failure"].isna()] if len(verified) else verified
+    for j, c in enumerate(checkpoints):
+        if len(ok):
+            upto = ok[ok["call"] <= c].groupby("seed_index")["true_score"].max()
+            found[upto.index.to_numpy(dtype=int), j] = upto.to_numpy()
+    return found
+
+
+def best_so_far(verified: pd.DataFrame, seed_scores: np.ndarray, checkpoints: Sequence[int]) -> np.ndarray:
+    """The anytime curve: ``(n_seeds, len(checkpoints))``, per seed the best true score known after its first
+    ``c`` oracle calls, the seed itself counting as known (so it never falls below the seed's score and never
+    decreases with ``c``). ``verified`` needs seed_index, call, true_score and oracle_failure."""
+    seed_scores = np.asarray(seed_scores, dtype=float)
+    return np.maximum(best_found(verified, len(seed_scores), checkpoints), seed_scores[:, None])
 
 
 # -- CMA-ES for continuous designs (cars) ------------------------------------------------------------------------
@@ -431,6 +451,66 @@ def cmaes_search(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, b
                     values[j] = known[k]
             if oracle.remaining > 0:
                 es.tell(x, values - repair_penalty * distance)
+        for name in counters:
+            counters[name] += getattr(log, name)
+        rows.append(pd.DataFrame({
+            "seed_index": i, "seed": seed_key, "design": log.designs, "true_score": log.scores,
+            "oracle_failure": log.failures, "similarity": log.similarity, "seed_score": float(seed_scores[i]),
+            "call": np.arange(1, len(log.designs) + 1),
+        }))
+    table = pd.concat(rows, ignore_index=True)
+    table.attrs.update(counters)
+    return table
+
+
+def random_perturbation_search(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, budget: int,
+                               sigma: float = 0.1, seed: int = 0, batch_size: int = 16) -> pd.DataFrame:
+    """Random search for continuous designers: Gaussian perturbations of the seed's box encoding.
+
+    The control for :func:`cmaes_search` with CMA-ES's learning switched off: every proposal is
+    ``x_seed + σ·z``, z standard normal (σ = CMA-ES's σ₀), repaired by ``designer.project`` (and
+    ``discretize``, so the key is the blueprint the oracle scores). Constraint violations, the seed itself and
+    repeats cost no oracle call; the rest are scored ``batch_size`` at a time (16: CMA-ES's 11 per generation
+    padded to the car oracle's compiled chunk). Budget sharing, counters and table columns as
+    :func:`run_baseline`.
+    """
+    import torch
+
+    if not len(seeds):
+        raise ValueError("no seeds to search from")
+    rows, counters = [], {"proposals": 0, "checked": 0, "feasible": 0, "duplicates": 0}
+    x0 = designer.encode(list(seeds)).numpy().astype(float)
+    for i, share in enumerate(share_budget(budget, len(seeds))):
+        rng = np.random.default_rng([seed, i])
+        oracle = BudgetedOracle(designer, share)
+        seed_key = designer.key(seeds[i])
+        seen: set[str] = set()
+        log = SeedSearchLog(i)
+        while oracle.remaining > 0 and log.proposals < 50 * max(share, 1):
+            x = x0[i] + sigma * rng.standard_normal((batch_size, x0.shape[1]))
+            repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
+            repaired = getattr(designer, "discretize", lambda t: t)(repaired)
+            designs = designer.decode(repaired)
+            keys = [designer.key(d) for d in designs]
+            report = designer.constraints(designs, [seeds[i]] * len(designs))
+            log.proposals += len(designs)
+            log.checked += len(designs)
+            log.feasible += int(report.satisfied.sum())
+            fresh = []
+            for j, k in enumerate(keys):
+                if k in seen or k == seed_key or not report.satisfied[j]:
+                    log.duplicates += int(k in seen)
+                    continue
+                seen.add(k)
+                fresh.append(j)
+            fresh = fresh[: oracle.remaining]
+            if fresh:
+                result = oracle([designs[j] for j in fresh])
+                similarity = np.asarray(report.values.get("similarity", np.full(len(designs), np.nan)))
+                log.designs += [keys[j] for j in fresh]
+                log.scores += [float(s) for s in result.scores]
+                log.failures += list(result.failures)
+                log.similarity += [float(similarity[j]) for j in fresh]
         for name in counters:
             counters[name] += getattr(log, name)
         rows.append(pd.DataFrame({

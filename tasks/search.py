@@ -4,6 +4,8 @@ All seeds move at once as one batched tensor. Each step follows the sign of the 
 (iterated FGSM, i.e. PGD on ``−f``: Goodfellow et al. 2015; Madry et al. 2018) or an Adam step, then projects
 onto the ε-ball around the seed and onto the designer's feasible set. The discrete design every step decodes to
 is recorded, so the caller can keep every distinct design met along the way (the trajectory), not only the last.
+:func:`random_starts` gives each seed several start points (PGD's random start), so one batched search can
+propose more distinct designs per seed than a single trajectory meets.
 """
 
 from __future__ import annotations
@@ -79,21 +81,26 @@ def gradient_search(
     discretize: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
     lower: float | torch.Tensor = -float("inf"),
     upper: float | torch.Tensor = float("inf"),
+    start: torch.Tensor | None = None,
 ) -> Trajectory:
     """Ascend ``model`` from every row of ``x0`` at once.
 
     Args:
         model: the surrogate, ``(n, *shape) -> (n,)``; higher is better. Its mode is restored afterwards.
-        x0: encoded seeds.
+        x0: encoded seeds: the centres of the ε-balls.
         project: the designer's map onto its feasible set, applied after every step.
         discretize: the designer's map from a relaxed point to the concrete design it decodes to.
         lower, upper: the box of the relaxed representation.
+        start: where each row starts (default: ``x0`` itself), e.g. :func:`random_starts`' perturbed copies;
+            step 0 records the start's design.
     """
     was_training = model.training
     model.eval()
     ball = Attack(model, config.eps, prediction_loss, lower, upper)
     x0 = x0.detach()
-    x = x0.clone()
+    if start is not None and start.shape != x0.shape:
+        raise ValueError(f"start has shape {tuple(start.shape)}, the seeds {tuple(x0.shape)}")
+    x = (x0 if start is None else start).detach().clone()
     records_seed, records_step, records_points, records_pred = [], [], [], []
     last: torch.Tensor | None = None
 
@@ -142,3 +149,39 @@ def gradient_search(
         predicted=torch.cat(records_pred),
         final=x.detach().cpu(),
     )
+
+
+def random_starts(
+    x0: torch.Tensor,
+    restarts: int,
+    radius: float,
+    project: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+    generator: torch.Generator | None = None,
+    lower: float | torch.Tensor = -float("inf"),
+    upper: float | torch.Tensor = float("inf"),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``restarts`` start points per seed, for one batched :func:`gradient_search`.
+
+    PGD's random start (Madry et al. 2018, *Towards Deep Learning Models Resistant to Adversarial Attacks*,
+    ICLR): a start drawn uniformly from the L∞ ball of ``radius`` around the seed, clipped to the box and
+    projected onto the feasible set. The first start of every seed is the seed itself, so a search with restarts
+    meets every design the plain search meets. On a one-hot input a radius below 0.5 keeps every position's
+    arg-max token, so each start still decodes to its seed and only the path away from it differs.
+
+    Returns:
+        ``(centres, starts, origin)``, each with ``len(x0) · restarts`` rows, seed by seed: ``centres`` are the
+        seeds repeated (pass them as ``x0`` to :func:`gradient_search`, the ε-ball stays around the seed),
+        ``starts`` the start points (its ``start``), ``origin[i]`` the row of ``x0`` start ``i`` belongs to.
+    """
+    if restarts < 1 or not radius >= 0:
+        raise ValueError(f"restarts must be ≥ 1 and radius ≥ 0, got restarts={restarts}, radius={radius}")
+    x0 = x0.detach()
+    origin = torch.arange(len(x0)).repeat_interleave(restarts)
+    centres = x0[origin]
+    noise = torch.rand(centres.shape, generator=generator, dtype=centres.dtype) * 2 - 1
+    noise[::restarts] = 0  # copy 0 of every seed: the seed itself
+    lower_t = torch.as_tensor(lower, dtype=centres.dtype)
+    upper_t = torch.as_tensor(upper, dtype=centres.dtype)
+    starts = project(torch.maximum(torch.minimum(centres + radius * noise.to(centres.device), upper_t), lower_t))
+    starts[::restarts] = centres[::restarts]
+    return centres, starts, origin
