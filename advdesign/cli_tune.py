@@ -3,7 +3,8 @@
 Kept apart from ``advdesign/cli.py`` (the ``cli_evaluate`` pattern): each subcommand is added by its
 ``add_*_parser(subparsers)`` and run by the ``func`` it sets, ``run_tune(args)`` or ``run_baselines(args)``.
 The data options and the designer's constraints are the campaign's, so the same numbers give the same data,
-the same seeds and the same constraints.
+the same seeds and the same constraints. Both take ``--designer`` (molecule or car) and its options; an option of
+the other designer (``--designer car --objective qed``) is an error, not silently ignored.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ import argparse
 from advdesign.cli import _check_tracking, _sections, _validated, _write
 
 
+#: Options only one designer reads, and which one.
+DESIGNER_OPTIONS = {"objective": "molecule", "similarity": "molecule", "max_sa": "molecule", "resolution": "car"}
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="the campaign's quick data (3,000 labelled molecules)")
+    p.add_argument("--designer", choices=["molecule", "car"], default="molecule", help="design domain")
+    p.add_argument("--quick", action="store_true",
+                   help="the campaign's quick data (3,000 labelled molecules; 192 car blueprints)")
     p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
     p.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT")
     p.add_argument("--n-pool", type=int, help="held-out labelled designs the seeds are drawn from")
@@ -24,26 +31,40 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
     p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
     p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
+    p.add_argument("--resolution", choices=["coarse", "fine", "finest"], help="flow lattice (cars; default coarse)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
     p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON (default: print it)")
-    p.set_defaults(designer="molecule")
+
+
+def _check_designer_options(args: argparse.Namespace) -> None:
+    """A one-line error for an option the chosen designer does not read."""
+    for option, owner in DESIGNER_OPTIONS.items():
+        if getattr(args, option, None) is not None and args.designer != owner:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} is a {owner} option; --designer {args.designer} does not take it")
 
 
 def add_tune_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "tune", help="Optuna (TPE) tuning of a surrogate's lr, width, defense and ε by validation error",
+        "tune", help="Optuna (TPE) tuning of a surrogate's lr, width, defense and ε by validation error "
+        "or design transfer rate",
         description="Each trial trains a surrogate on the campaign's data and is a nested MLflow run under one "
         "parent; the study is stored in SQLite (default: optuna.db beside the MLflow store), so running again "
-        "with the same --study-name resumes it.")
+        "with the same --study-name resumes it. The ranges of ε and width are the designer's.")
     _add_data_options(p)
     p.add_argument("--trials", type=int, help="trials to add (default 20; quick 8)")
-    p.add_argument("--study-name", default="advdesign-surrogate", help="Optuna study name (resumed if it exists)")
+    p.add_argument("--study-name", help="Optuna study name, resumed if it exists "
+                   "(default: advdesign-<designer>-<metric>)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<MLflow store folder>/optuna.db)")
     p.add_argument("--defenses", default="none,fgsm,vat", help="defenses the study chooses from")
-    p.add_argument("--epochs", type=int, help="training epochs per trial (default 15; quick 5)")
-    p.add_argument("--metric", choices=["validation_mae", "validation_mse"], default="validation_mae",
-                   help="the objective (minimised)")
+    p.add_argument("--epochs", type=int, help="training epochs per trial (default: the campaign's; quick "
+                   "molecules 5)")
+    p.add_argument("--metric", choices=["validation_mae", "validation_mse", "transfer_rate"],
+                   default="validation_mae", help="the objective: validation error (minimised) or the fraction of "
+                   "predicted-better designs the oracle confirms (maximised; runs the design stage every trial)")
+    p.add_argument("--budget", type=int, help="oracle calls of each trial's design stage (--metric transfer_rate; "
+                   "default: the campaign's)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.set_defaults(func=run_tune)
     return p
@@ -57,8 +78,6 @@ def add_baselines_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "blueprint's box encoding (cars), on the campaign's seeds and "
         "constraints; only constraint-satisfying designs are scored and the oracle calls never exceed --budget.")
     _add_data_options(p)
-    p.add_argument("--designer", choices=["molecule", "car"], default="molecule", help="design domain")
-    p.add_argument("--resolution", choices=["coarse", "fine", "finest"], help="flow lattice (cars; default coarse)")
     p.add_argument("--methods", help="comma-separated: random, tpe (molecules, the default); cmaes (cars, the default)")
     p.add_argument("--budget", type=int, help="oracle calls for all seeds together (default: the campaign's)")
     p.add_argument("--max-edits", type=int, default=3, help="at most this many token edits per proposal")
@@ -76,12 +95,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_tune(args: argparse.Namespace) -> int:
     from flows.tune import TuneParameters
 
+    _check_designer_options(args)
+    if args.budget is not None and args.metric != "transfer_rate":
+        raise ValueError(f"--budget is the design stage's of --metric transfer_rate; --metric {args.metric} "
+                         "designs nothing")
     s = _sections(args)
-    surrogate = dict(s["surrogate"])
-    surrogate["epochs"] = args.epochs or (5 if args.quick else surrogate["epochs"])
-    values = {"designer": s["designer"], "data": s["data"], "surrogate": surrogate,
+    # Epochs and trials a plain or quick tune defaults to (quick molecules train shorter than their campaign).
+    preset = TuneParameters.quick(args.designer) if args.quick else TuneParameters(designer={"name": args.designer})
+    values = {"designer": s["designer"], "data": s["data"],
+              "surrogate": {**s["surrogate"], "epochs": args.epochs or preset.surrogate.epochs},
+              "search": s["search"],
               "defenses": tuple(d.strip() for d in args.defenses.split(",") if d.strip()),
-              "n_trials": args.trials or (8 if args.quick else 20), "study_name": args.study_name,
+              "n_trials": args.trials or preset.n_trials, "study_name": args.study_name,
               "storage": args.storage, "objective": args.metric, "seed": args.seed,
               "experiment": s["experiment"], "tracking_uri": s["tracking_uri"]}
     params = _validated(TuneParameters, **values)
@@ -100,6 +125,7 @@ def run_tune(args: argparse.Namespace) -> int:
 def run_baselines(args: argparse.Namespace) -> int:
     from flows.baselines import BaselineParameters
 
+    _check_designer_options(args)
     s = _sections(args)
     params = _validated(
         BaselineParameters, designer=s["designer"], data=s["data"],

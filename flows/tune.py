@@ -1,59 +1,153 @@
-"""Tune a surrogate with Optuna: learning rate, width, defense and its radius/weight, by held-out error.
+"""Tune a surrogate with Optuna: learning rate, width, defense and its radius/weight, by held-out error or by
+how often its designs transfer to the true oracle.
 
 The sampler is TPE (Bergstra et al. 2011, *Algorithms for Hyper-Parameter Optimization*, NeurIPS). The search
 space is define-by-run, so a radius is only asked for when its defense uses it: ``eps`` (L∞) for fgsm/pgd,
-``vat_eps`` (L2) and ``vat_weight`` for vat. The objective is the validation MAE (or MSE) of the surrogate trained
-on the campaign's data (:func:`flows.stages.prepare_data`, Prefect-cached labels; training through the cached
-:func:`tasks.prefect_tasks.train_surrogate_task`).
+``vat_eps`` (L2) and ``vat_weight`` for vat. Its ranges are the designer's (:data:`SEARCH_SPACES`): radii live in
+the designer's encoding, and a car's 12 numbers in [0, 1] are not a molecule's 55 × 27 one-hot. The objective is
+the validation MAE (or MSE) of the surrogate trained on the campaign's data (:func:`flows.stages.prepare_data`,
+Prefect-cached labels; training through the cached :func:`tasks.prefect_tasks.train_surrogate_task`), or
+(``transfer_rate``, maximised) the fraction of its predicted-better designs that the oracle confirms, from the
+campaign's design stage (:func:`flows.stages.design_and_log`) at the ``search`` section's budget.
 
-Tracking: one parent MLflow run per invocation and a nested run per trial, written by :class:`MlflowTrialRuns`,
-an Optuna callback that uses :class:`tasks.tracking.Tracker` with explicit run ids (no active-run state, so it is
+Tracking: one parent MLflow run per invocation and a nested run per trial, opened when the trial starts (so the
+design stage can log its tables and pictures into it) and closed by :class:`MlflowTrialRuns`, an Optuna callback
+that uses :class:`tasks.tracking.Tracker` with explicit run ids (no active-run state, so it is
 safe beside Prefect's threads). The study lives in an Optuna SQLite database next to the MLflow store
-(``optuna.db``), so running again with the same study name resumes it and adds trials.
+(``optuna.db``), so running again with the same study name resumes it and adds trials; the study remembers its
+designer and objective, and resuming it with others is refused (their trials would not be comparable).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 from prefect import flow
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from advdesign.environment import PROJECT_ROOT, tracking_uri as default_tracking_uri
 from designers import make_designer
-from flows.parameters import (QUICK, DataParameters, DefenseName, DesignerParameters, SurrogateParameters,
-                              _Parameters)
-from flows.stages import DesignData, prepare_data, regression_metrics, run_logger, training_config
+from flows.parameters import (CampaignParameters, DataParameters, DefenseName, DesignerParameters,
+                              SearchParameters, SurrogateParameters, _Parameters)
+from flows.stages import (DesignData, Seeds, choose_seeds, design_and_log, prepare_data, regression_metrics,
+                          run_logger, training_config)
 from tasks.prefect_tasks import train_surrogate_task
 from tasks.tracking import Tracker
 from tasks.training import TrainingDiverged
 
-#: Hidden-layer sizes the study chooses from (Optuna categoricals must be plain values, hence the strings).
-WIDTHS = ("64", "128,64", "256,128", "512,256")
+#: Objectives and whether a study minimises or maximises them.
+DIRECTIONS = {"validation_mae": "minimize", "validation_mse": "minimize", "transfer_rate": "maximize"}
+Objective = Literal["validation_mae", "validation_mse", "transfer_rate"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The ranges a study draws one designer's surrogate settings from (floats log-uniform).
+
+    Hidden-layer sizes are strings because Optuna categoricals must be plain values.
+    """
+
+    widths: tuple[str, ...]
+    eps: tuple[float, float]  # L∞ radius of FGSM/PGD training, in the encoding's units
+    vat_eps: tuple[float, float]  # L2 radius of the VAT perturbation
+    vat_weight: tuple[float, float] = (0.1, 10.0)
+    lr: tuple[float, float] = (1e-4, 1e-2)
+
+    def suggest(self, trial: optuna.Trial, defenses: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The trial's defense and the surrogate settings it draws; a radius only where the defense uses it."""
+        defense = trial.suggest_categorical("defense", list(defenses))
+        updates: dict[str, Any] = {
+            "lr": trial.suggest_float("lr", *self.lr, log=True),
+            "hidden": hidden_sizes(trial.suggest_categorical("width", list(self.widths))),
+        }
+        if defense in ("fgsm", "pgd"):
+            updates["eps"] = trial.suggest_float("eps", *self.eps, log=True)
+        if defense == "vat":
+            updates["vat_eps"] = trial.suggest_float("vat_eps", *self.vat_eps, log=True)
+            updates["vat_weight"] = trial.suggest_float("vat_weight", *self.vat_weight, log=True)
+        return defense, updates
+
+    def describe(self) -> dict[str, str]:
+        """The space as MLflow parameters / JSON: ``{"eps": "0.01..0.2", "width": "64|128,64", …}``."""
+        ranges = {name: f"{low:g}..{high:g}" for name, (low, high) in
+                  (("lr", self.lr), ("eps", self.eps), ("vat_eps", self.vat_eps), ("vat_weight", self.vat_weight))}
+        return {"width": "|".join(self.widths), **ranges}
+
+
+#: Per-designer search spaces, each around the designer's defaults (flows/parameters.py).
+#: Molecules: one-hot 55 × 27, FGSM ε = 0.1 L∞ and VAT ε = 1.0 L2 in the middle of their (log) ranges.
+#: Cars: 12 numbers in [0, 1] with FGSM ε = 0.05 (5 % of each parameter's range) and VAT ε = 0.15; the ranges span
+#: ×5 either side, up to 20 % of a range in L∞ and 0.6 in L2 (a sixth of the box's diagonal) — beyond that the
+#: "neighbourhood" the surrogate is made smooth on is most of the design space. Twelve inputs and ~1,000 labels
+#: want narrower layers than 1,485 one-hot inputs and 30,000 labels.
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "molecule": SearchSpace(widths=("64", "128,64", "256,128", "512,256"), eps=(0.01, 0.5), vat_eps=(0.1, 3.0)),
+    "car": SearchSpace(widths=("64", "64,64", "128,128", "256,256"), eps=(0.01, 0.2), vat_eps=(0.03, 0.6)),
+}
+
+#: Quick tuning on top of the quick campaign's data and training (CampaignParameters.quick). Molecules train 5
+#: epochs, not 20, so 8 trials take minutes; a car's training on ~170 blueprints takes seconds, so it keeps the
+#: campaign's epochs and what it finds carries over. The labels are the quick campaign's (Prefect-cached).
+QUICK_TUNE_SURROGATE: dict[str, dict[str, Any]] = {"molecule": {"epochs": 5}, "car": {}}
+QUICK_TRIALS = 8
 
 
 class TuneParameters(_Parameters):
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
     surrogate: SurrogateParameters = Field(SurrogateParameters(), description="settings not tuned (epochs, batch)")
+    search: SearchParameters = Field(SearchParameters(), description="the design stage of the transfer_rate "
+                                     "objective (its budget: oracle calls per trial)")
     defenses: tuple[DefenseName, ...] = ("none", "fgsm", "vat")
-    widths: tuple[str, ...] = WIDTHS
+    widths: tuple[str, ...] | None = Field(None, description="hidden-layer sizes to choose from, e.g. '128,64' "
+                                           "(default: the designer's search space)")
     n_trials: int = Field(20, ge=1, description="trials added by this run")
-    study_name: str = "advdesign-surrogate"
+    study_name: str | None = Field(None, description="Optuna study (default: advdesign-<designer>-<objective>)")
     storage: str | None = Field(None, description="Optuna storage URL (default: optuna.db beside the MLflow store)")
-    objective: Literal["validation_mae", "validation_mse"] = "validation_mae"
+    objective: Objective = "validation_mae"
     seed: int = 0
     experiment: str = "advdesign"
     tracking_uri: str | None = None
 
+    @model_validator(mode="before")
     @classmethod
-    def quick(cls, **overrides: Any) -> "TuneParameters":
-        """The campaign's quick data (3,000 labelled molecules), 5 epochs, 8 trials: minutes on 2 cores."""
-        base = {"data": QUICK["molecule"]["data"], "surrogate": SurrogateParameters(epochs=5), "n_trials": 8}
+    def _designer_defaults(cls, values: Any) -> Any:
+        """Unset data, surrogate and search fields take the designer's defaults, exactly as in a campaign."""
+        return CampaignParameters._designer_defaults(values)
+
+    @model_validator(mode="after")
+    def _known_space(self) -> "TuneParameters":
+        if self.designer.name not in SEARCH_SPACES:
+            raise ValueError(f"no tuning search space for designer {self.designer.name!r}; "
+                             f"tune one of {', '.join(SEARCH_SPACES)}")
+        if not self.defenses:
+            raise ValueError("no defense given; choose from none, fgsm, pgd, vat")
+        return self
+
+    @property
+    def space(self) -> SearchSpace:
+        space = SEARCH_SPACES[self.designer.name]
+        return replace(space, widths=self.widths) if self.widths else space
+
+    @property
+    def study(self) -> str:
+        return self.study_name or f"advdesign-{self.designer.name}-{self.objective}"
+
+    @classmethod
+    def quick(cls, designer: str | dict | DesignerParameters = "molecule", **overrides: Any) -> "TuneParameters":
+        """The quick campaign's data and training (molecules: 3,000 labelled, 5 epochs; cars: 192 labelled
+        blueprints, the quick campaign's labels, 150 epochs), 8 trials: minutes on 2 cores once labelled.
+        ``designer`` is a name or a whole designer section (``{"name": "car", "resolution": "fine"}``)."""
+        section = DesignerParameters.model_validate({"name": designer} if isinstance(designer, str) else designer)
+        campaign = CampaignParameters.quick(section.name)
+        surrogate = campaign.surrogate.model_copy(update=QUICK_TUNE_SURROGATE.get(section.name, {}))
+        base = {"designer": section, "data": campaign.data, "surrogate": surrogate,
+                "search": campaign.search, "n_trials": QUICK_TRIALS}
         return cls(**{**base, **overrides})
 
 
@@ -68,8 +162,32 @@ def hidden_sizes(width: str) -> tuple[int, ...]:
     return tuple(int(part) for part in width.split(","))
 
 
+def open_study(params: TuneParameters, storage: str) -> tuple[optuna.Study, int]:
+    """Create the study or resume it (refused if it tunes another designer or objective); also the number of
+    trials it had before this run."""
+    direction = DIRECTIONS[params.objective]
+    existing = optuna.create_study(study_name=params.study, storage=storage, direction=direction, load_if_exists=True)
+    identity = {"designer": params.designer.name, "objective": params.objective}
+    if existing.trials:
+        # Studies from before this record was kept hold molecule trials of an objective not recorded.
+        recorded = {"designer": "molecule", "objective": None, **existing.user_attrs}
+        for key, value in identity.items():
+            if recorded[key] is not None and recorded[key] != value:
+                raise ValueError(f"study {params.study!r} in {storage} tunes {key} {recorded[key]!r}, not "
+                                 f"{value!r}; give another --study-name")
+        if existing.direction.name.lower() != direction:
+            raise ValueError(f"study {params.study!r} in {storage} is {existing.direction.name.lower()}d, but "
+                             f"{params.objective} is {direction}d; give another --study-name")
+    for key, value in identity.items():
+        existing.set_user_attr(key, value)
+    # A resumed study gets a fresh sampler seed, so its random start-up trials do not repeat the first run's.
+    sampler = optuna.samplers.TPESampler(seed=params.seed + len(existing.trials))
+    return optuna.load_study(study_name=params.study, storage=storage, sampler=sampler), len(existing.trials)
+
+
 class MlflowTrialRuns:
-    """Optuna callback: every finished trial becomes a nested MLflow run under ``parent_run_id``.
+    """Every trial is a nested MLflow run under ``parent_run_id``: :meth:`start` opens it when the trial starts,
+    and the instance, an Optuna callback, fills and closes it when the trial has finished.
 
     The child run holds the trial's parameters, its objective value under ``metric_name`` and its numeric user
     attributes (e.g. R²); its status is FINISHED for a complete trial and FAILED otherwise. The parent gets
@@ -81,40 +199,51 @@ class MlflowTrialRuns:
         self.parent_run_id = parent_run_id
         self.metric_name = metric_name
         self.run_ids: dict[int, str] = {}
+        self._open: set[str] = set()
+
+    def start(self, study: optuna.Study, trial: optuna.Trial) -> str:
+        tags = {"kind": "optuna-trial", "optuna.study_name": study.study_name,
+                "optuna.trial_number": str(trial.number)}
+        run_id = self.tracker.start_run(f"trial-{trial.number}", parent_run_id=self.parent_run_id, tags=tags)
+        self.run_ids[trial.number] = run_id
+        self._open.add(run_id)
+        return run_id
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        tags = {"kind": "optuna-trial", "optuna.study_name": study.study_name,
-                "optuna.trial_number": str(trial.number), "optuna.state": trial.state.name}
-        run_id = self.tracker.start_run(f"trial-{trial.number}", parent_run_id=self.parent_run_id,
-                                        params=trial.params, tags=tags)
-        self.run_ids[trial.number] = run_id
+        run_id = self.run_ids.get(trial.number) or self.start(study, trial)
+        self.tracker.log_params(run_id, trial.params)
         metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if trial.value is not None:
             metrics[self.metric_name] = trial.value
         self.tracker.log_metrics(run_id, metrics)
+        tags = {"optuna.state": trial.state.name}
         if "error" in trial.user_attrs:
-            self.tracker.set_tags(run_id, {"error": trial.user_attrs["error"]})
+            tags["error"] = trial.user_attrs["error"]
+        self.tracker.set_tags(run_id, tags)
         self.tracker.end_run(run_id, failed=trial.state != optuna.trial.TrialState.COMPLETE)
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if complete:
+        self._open.discard(run_id)
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             self.tracker.log_metrics(self.parent_run_id, {f"best_{self.metric_name}": study.best_value},
                                      step=trial.number)
 
+    def close_unfinished(self) -> None:
+        """Mark FAILED the runs of trials that never reached the callback (an interrupt, an uncaught error)."""
+        for run_id in list(self._open):
+            self.tracker.end_run(run_id, failed=True)
+            self._open.discard(run_id)
 
-def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData):
-    """The Optuna objective: train one surrogate with the trial's settings, return its held-out error."""
+
+def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData, runs: MlflowTrialRuns,
+                        seeds: Seeds | None = None):
+    """The Optuna objective: train one surrogate with the trial's settings and return its held-out error, or (with
+    ``seeds``, for ``transfer_rate``) design from the seeds with it and return the verified transfer rate."""
+    import torch
+
+    space = params.space
 
     def objective(trial: optuna.Trial) -> float:
-        defense = trial.suggest_categorical("defense", list(params.defenses))
-        updates: dict[str, Any] = {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "hidden": hidden_sizes(trial.suggest_categorical("width", list(params.widths))),
-        }
-        if defense in ("fgsm", "pgd"):
-            updates["eps"] = trial.suggest_float("eps", 0.01, 0.5, log=True)
-        if defense == "vat":
-            updates["vat_eps"] = trial.suggest_float("vat_eps", 0.1, 3.0, log=True)
-            updates["vat_weight"] = trial.suggest_float("vat_weight", 0.1, 10.0, log=True)
+        run_id = runs.start(trial.study, trial)
+        defense, updates = space.suggest(trial, params.defenses)
         surrogate = params.surrogate.model_copy(update=updates)
         config = training_config(surrogate, defense, params.data.rng_seed)
         started = time.perf_counter()
@@ -128,11 +257,14 @@ def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData)
             trial.set_user_attr("error", str(exc))
             raise
         metrics = regression_metrics(model, data.x_val, data.y_val)
-        import torch
-
         with torch.no_grad():
             metrics["validation_mse"] = float(((model(data.x_val) - data.y_val) ** 2).mean())
         metrics["train_seconds"] = round(time.perf_counter() - started, 3)
+        if seeds is not None:
+            design_metrics, _ = design_and_log(runs.tracker, run_id, designer, model, seeds, params.search,
+                                               params.data.oracle_batch_size)
+            metrics.update({k: design_metrics[k] for k in ("transfer_rate", "success_rate", "oracle_improvement_mean",
+                                                           "n_predicted_better", "oracle_calls")})
         for name, value in metrics.items():
             trial.set_user_attr(name, value)
         value = metrics[params.objective]
@@ -152,44 +284,54 @@ def tune(params: TuneParameters = TuneParameters()) -> dict[str, Any]:
     storage = params.storage or default_storage(tracker.uri)
     designer = make_designer(params.designer.name, **params.designer.settings())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # A resumed study gets a fresh sampler seed, so its random start-up trials do not repeat the first run's.
-    existing = optuna.create_study(study_name=params.study_name, storage=storage, direction="minimize",
-                                   load_if_exists=True)
-    study = optuna.load_study(study_name=params.study_name, storage=storage,
-                              sampler=optuna.samplers.TPESampler(seed=params.seed + len(existing.trials)))
+    study, trials_before = open_study(params, storage)
+    space = params.space.describe()
+    designs_per_trial = params.objective == "transfer_rate"
     parent = tracker.start_run(
         f"tune-{designer.name}", tags={"designer": designer.name, "kind": "tune", "optuna.study_name": study.study_name,
                                        "optuna.storage": storage},
-        params={"n_trials": params.n_trials, "objective": params.objective, "defenses": ",".join(params.defenses),
-                "widths": "|".join(params.widths), "epochs": params.surrogate.epochs,
-                "trials_before": len(existing.trials),
-                **{f"data.{k}": v for k, v in params.data.model_dump().items()}},
+        params={"n_trials": params.n_trials, "objective": params.objective, "direction": DIRECTIONS[params.objective],
+                "defenses": ",".join(params.defenses), "epochs": params.surrogate.epochs,
+                "trials_before": trials_before,
+                **{f"space.{k}": v for k, v in space.items()},
+                **{f"data.{k}": v for k, v in params.data.model_dump().items()},
+                **{f"designer.{k}": v for k, v in params.designer.settings().items()},
+                **({f"search.{k}": v for k, v in params.search.model_dump().items()} if designs_per_trial else {})},
     )
     failed = True
+    runs = MlflowTrialRuns(tracker, parent, params.objective)
+    calls_before = designer.oracle_calls
     try:
         data = prepare_data(designer, params.data)
-        callback = MlflowTrialRuns(tracker, parent, params.objective)
-        logger.info("study %s in %s: %d trials so far, adding %d", study.study_name, storage, len(study.trials),
+        seeds = choose_seeds(designer, data, params.data) if designs_per_trial else None
+        logger.info("study %s in %s: %d trials so far, adding %d", study.study_name, storage, trials_before,
                     params.n_trials)
-        study.optimize(surrogate_objective(params, designer, data), n_trials=params.n_trials,
-                       callbacks=[callback], catch=(TrainingDiverged,))
+        study.optimize(surrogate_objective(params, designer, data, runs, seeds), n_trials=params.n_trials,
+                       callbacks=[runs], catch=(TrainingDiverged,))
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise RuntimeError(f"no trial of study {study.study_name!r} completed (every training diverged)")
         best = study.best_trial
         summary = {
+            "designer": designer.name,
             "best_params": best.params,
             "best_value": best.value,
             "best_trial": best.number,
+            "best_trial_metrics": {k: v for k, v in best.user_attrs.items() if k != "error"},
             "objective": params.objective,
+            "direction": DIRECTIONS[params.objective],
+            "search_space": space,
             "n_trials": len(study.trials),
-            "n_trials_this_run": len(callback.run_ids),
+            "n_trials_this_run": len(runs.run_ids),
             "study_name": study.study_name,
             "study_storage": storage,
-            "oracle_calls": data.oracle_calls,
+            "oracle_calls": data.oracle_calls + sum(t.user_attrs.get("oracle_calls", 0) for t in study.trials
+                                                    if t.number in runs.run_ids),
+            # Scored in this process; labels served from Prefect's cache are not.
+            "oracle_calls_computed": designer.oracle_calls - calls_before,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "mlflow": {"tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent,
-                       "trial_run_ids": {str(k): v for k, v in callback.run_ids.items()}},
+                       "trial_run_ids": {str(k): v for k, v in runs.run_ids.items()}},
         }
         tracker.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
         tracker.log_metrics(parent, {"n_trials": len(study.trials)})
@@ -197,4 +339,5 @@ def tune(params: TuneParameters = TuneParameters()) -> dict[str, Any]:
         failed = False
         return summary
     finally:
+        runs.close_unfinished()
         tracker.end_run(parent, failed=failed)
