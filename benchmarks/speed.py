@@ -282,8 +282,13 @@ class IntervalRecorder:
                 with self._lock:
                     self.intervals[label].append((start, end))
 
-        # Prefect binds a task's or flow's parameters by the signature of its ``fn``: keep it.
-        return functools.wraps(fn)(timed) if inspect.isfunction(fn) else timed
+        if inspect.isfunction(fn):
+            # Prefect binds and validates a flow's or task's parameters by the signature of its ``fn``. Keep it,
+            # with its annotations resolved: as strings (``from __future__ import annotations``) they would be
+            # looked up in this module, not in the one that defined ``fn``.
+            functools.wraps(fn)(timed)
+            timed.__signature__ = inspect.signature(fn, eval_str=True)
+        return timed
 
     def covered_seconds(self, *labels: str) -> float:
         return covered_seconds([i for label in labels for i in self.intervals[label]])
@@ -413,6 +418,7 @@ def run_campaign_timed(params) -> dict:
     prefect_calls = recorder.covered_seconds("prefect_call")
     task_bodies = recorder.covered_seconds("task_body")
     flow_engine = wall - flow_body
+    (body_start, body_end), = recorder.intervals["flow_body"]
     task_engine = prefect_calls - task_bodies
     orchestration = flow_engine + task_engine
     n_bodies = len(recorder.intervals["task_body"])
@@ -427,6 +433,8 @@ def run_campaign_timed(params) -> dict:
         "wall_seconds": round(wall, 2),
         "flow_body_seconds": round(flow_body, 2),
         "flow_engine_seconds": round(flow_engine, 3),
+        "flow_engine_before_body_seconds": round(body_start - start, 3),
+        "flow_engine_after_body_seconds": round(start + wall - body_end, 3),
         "prefect_call_seconds": round(prefect_calls, 2),
         "task_body_covered_seconds": round(task_bodies, 2),
         "task_engine_seconds": round(task_engine, 3),
