@@ -26,8 +26,12 @@ change per step as in a campaign: the weights do not change the FLOPs, but recor
   backward, which adds weight gradients): ``2F`` per design and step. ``record()`` adds a forward (``F``) on every
   design that changed at that step, and on every seed at step 0; the search's count uses the number of designs
   actually recorded. ``tests/test_speed_benchmark.py`` checks this count against torch's FlopCounterMode.
-* ``ratio_to_matmul``: achieved FLOP/s over the matmul rate. ``dispatch_floor``: the same network with hidden
-  width 1 (same operators, ~no FLOPs): at batch 1 a step costs about this much, i.e. it is overhead-bound.
+* ``ratio_to_matmul``: achieved FLOP/s over the matmul rate. ``width1_floor_seconds_per_step``: the bare pass
+  on the same network with hidden width 1 (the same operators forward and backward, the same input copy, almost
+  no FLOPs). Where a step costs little more than this floor and many times ``seconds_per_step_at_matmul_rate``
+  (batch 1), it is bound by per-operator overhead, not arithmetic. ``bookkeeping_share_of_search_time``:
+  1 − bare / search, the time the search spends outside the forward + backward pass (L2 step, projection,
+  discretisation, record()).
 
 **oracle**: molecules through ``benchmarks/molecule_pipeline.py``'s own measurement (penalized logP on the
 designer's process pool, 20,000 MOSES molecules); cars: one batch of ``--car-batch`` blueprints through
@@ -47,7 +51,9 @@ the direct call of the training task, the markdown artifact). Then
   concurrently count once; a body's share overlapping another's engine time counts as work);
 * ``orchestration_seconds`` = the sum of the two, and ``orchestration_share`` = that over the caller's wall.
   The rest is work: task bodies (oracle batches, training) and the flow's own code between Prefect calls
-  (encoding, the gradient search, metrics, MLflow logging, pictures).
+  (encoding, the gradient search, metrics, MLflow logging, pictures). Two small misattributions, both
+  milliseconds: ``oracle_in_batches``'s own glue (designer fingerprint, concatenating the batches' results)
+  counts as orchestration, and the flow's ``get_run_logger()`` calls count as work.
 
 Not in the share: the ephemeral API's start-up, measured apart (``startup``: the first empty flow in this
 process on a fresh Prefect home — database created and migrated, API server started — then a second empty flow,
@@ -226,7 +232,7 @@ def bench_search(batch_sizes: Sequence[int], steps: int, repeats: int) -> dict:
                 "seconds_per_step_at_matmul_rate": round(bare_flops / steps / matmul_rate, 7),
             },
             "bookkeeping_share_of_search_time": round(1 - bare_seconds / search_seconds, 3),
-            "dispatch_floor_seconds_per_step": round(floor_seconds / steps, 7),
+            "width1_floor_seconds_per_step": round(floor_seconds / steps, 7),
         }
     return out
 
