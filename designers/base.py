@@ -55,6 +55,8 @@ class Designer(Protocol):
         input_shape: shape of one encoded design (without the batch dimension).
         lower, upper: bounds of the relaxed box the search moves in (tensors broadcastable to ``input_shape``).
         oracle_calls: number of designs scored by :meth:`oracle` so far.
+        settings_outside_oracle: optional; names of settings that never change an oracle score (constraints,
+            worker counts), left out of the cache key of oracle labels.
     """
 
     name: str

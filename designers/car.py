@@ -148,6 +148,9 @@ class CarDesigner:
     """
 
     name = "car"
+    #: A constraint only :meth:`constraints` checks, and the CPU thread count: neither changes a top speed. (The
+    #: feasibility rules do: the oracle refuses an infeasible blueprint.)
+    settings_outside_oracle = ("max_change_from_seed_m", "threads")
 
     def __init__(
         self,

@@ -53,6 +53,8 @@ class MoleculeDesigner:
     """
 
     name = "molecule"
+    #: Constraints and parallelism: none of them changes an oracle score, so none of them invalidates cached labels.
+    settings_outside_oracle = ("similarity_threshold", "max_sa", "max_mol_weight", "workers")
 
     def __init__(
         self,

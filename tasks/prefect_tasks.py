@@ -22,10 +22,15 @@ from tasks.training import TrainingConfig, TrainingHistory, train_model
 
 
 def designer_fingerprint(designer: Designer) -> str:
-    """The designer's name and plain settings: what decides its oracle's answers."""
+    """The designer's name and plain settings: what decides its oracle's answers.
+
+    Settings a designer lists in ``settings_outside_oracle`` (a similarity threshold, a worker count) are left
+    out: they never change a score, so changing them must not relabel the data.
+    """
+    outside = set(getattr(designer, "settings_outside_oracle", ())) | {"oracle_calls"}
     settings = {
         k: v for k, v in sorted(vars(designer).items())
-        if not k.startswith("_") and k != "oracle_calls" and isinstance(v, (str, int, float, bool, type(None)))
+        if not k.startswith("_") and k not in outside and isinstance(v, (str, int, float, bool, type(None)))
     }
     return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"
 

@@ -81,3 +81,11 @@ def test_render_writes_a_png(designer, tmp_path):
     path = tmp_path / "pairs.png"
     designer.render([(ASPIRIN, "OC(=O)c1ccccc1O")], str(path), ["1.0→2.0"])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_labels_are_shared_across_constraints_but_not_objectives():
+    from tasks.prefect_tasks import designer_fingerprint
+
+    base = designer_fingerprint(MoleculeDesigner())
+    assert designer_fingerprint(MoleculeDesigner(similarity_threshold=0.6, max_sa=4.5, workers=1)) == base
+    assert designer_fingerprint(MoleculeDesigner(objective="qed")) != base
