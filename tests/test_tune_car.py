@@ -1,6 +1,6 @@
 """Optuna surrogate tuning for cars end to end: a real ephemeral Prefect API, a real SQLite MLflow store, a real
 Optuna SQLite study and the real flow solver on the ``smoke`` lattice (4 cells/m, eager; the plumbing is under
-test, as in test_car_campaign.py). Both studies label the same 48 blueprints, so the second is served from
+test, as in test_car_campaign.py). Both studies label the same 28 blueprints, so the second is served from
 Prefect's cache."""
 
 import json
@@ -13,7 +13,7 @@ from advdesign.cli import main
 from flows.tune import SEARCH_SPACES, TuneParameters, tune
 
 SMOKE = {"name": "car", "resolution": "smoke", "compile": False, "threads": 1}
-TINY_DATA = {"n_labelled": 40, "n_unlabelled": 16, "n_seed_pool": 8, "n_seeds": 2, "oracle_batch_size": 24}
+TINY_DATA = {"n_labelled": 24, "n_unlabelled": 8, "n_seed_pool": 4, "n_seeds": 2, "oracle_batch_size": 14}
 CAR_SPACE = SEARCH_SPACES["car"]
 
 
@@ -34,7 +34,7 @@ def test_car_tune_runs_on_the_car_with_its_own_defaults(two_runs):
     folder, uri, (first, _) = two_runs
     assert first["designer"] == "car" and first["study_storage"] == f"sqlite:///{folder / 'optuna.db'}"
     assert first["n_trials"] == first["n_trials_this_run"] == 2
-    assert first["oracle_calls"] == 40 + 8  # labelled + seed pool; validation error designs nothing
+    assert first["oracle_calls"] == 24 + 4  # labelled + seed pool; validation error designs nothing
     assert first["best_value"] > 0 and first["best_params"]["defense"] in {"fgsm", "vat"}
     parent = MlflowClient(uri).get_run(first["mlflow"]["parent_run_id"])
     assert parent.data.tags["designer"] == "car" and parent.data.params["designer.resolution"] == "smoke"
@@ -107,7 +107,7 @@ def test_transfer_rate_is_maximised_from_each_trials_verified_designs(two_runs):
     assert summary["study_name"] == "advdesign-car-transfer_rate" and summary["direction"] == "maximize"
     assert 0.0 <= summary["best_value"] <= 1.0
     metrics = summary["best_trial_metrics"]
-    assert 1 <= metrics["oracle_calls"] <= 4 and summary["oracle_calls"] == 48 + metrics["oracle_calls"]
+    assert 1 <= metrics["oracle_calls"] <= 4 and summary["oracle_calls"] == 28 + metrics["oracle_calls"]
     # The design stage logged into the trial's own run.
     run_id = summary["mlflow"]["trial_run_ids"]["0"]
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
@@ -131,6 +131,10 @@ def test_the_cli_gives_a_car_tune_the_car_quick_preset(monkeypatch, tracking_uri
     assert (params.data.n_labelled, params.data.n_seed_pool, params.surrogate.epochs, params.n_trials) == (
         192, 64, 150, 8)
     assert params.study == "advdesign-car-validation_mae" and params.space == CAR_SPACE
+    assert main(["tune", "--designer", "car", "--quick", "--metric", "oracle_improvement_mean", "--budget", "8",
+                 "--tracking-uri", tracking_uri]) == 0
+    assert (given[1].objective, given[1].search.budget, given[1].study) == (
+        "oracle_improvement_mean", 8, "advdesign-car-oracle_improvement_mean")
 
 
 @pytest.mark.parametrize("argv, culprit", [
