@@ -1,23 +1,53 @@
-"""Gradient search on a surrogate vs black-box search on the oracle, at equal oracle budgets on the same seeds.
+"""Equal-budget comparison curves: best true score found after C oracle calls, gradient search vs black-box search.
 
-Prints one JSON object. Every method gets the same labelled data (the gradient methods train on it; the
-baselines ignore it: their labelling is not charged to them, nor to the campaign), the same seeds (the
-lowest-scoring of the held-out pool), the same constraints (similarity δ to the seed) and the same budget of
-oracle calls for verifying or scoring designs:
+For each repeat r (``--repeats``, default 3) and each method, the anytime curve of every starting design: the best
+true score known after C oracle calls spent on that design (the design itself counting as known), read at the
+checkpoints C (molecules 100, 300, 1000; cars see below), and the improvement over the starting design's score.
+Prints one JSON object per domain with, per method and C, the mean ± std over repeats of the mean over starting
+designs, the raw per-repeat values, the oracle calls actually spent, wall times and the load average; logs the same
+to MLflow (through :class:`tasks.tracking.Tracker`; a throw-away SQLite store unless ``--tracking-uri``).
 
-* ``gradient/<defense>``: the campaign's stages (train a surrogate with the defense, L2 gradient search from
-  every seed, the oracle verifies the top candidates). ``top_k`` is set to ⌈budget / seeds⌉ so the gradient
-  search may spend the whole budget; it spends less when its trajectories meet fewer feasible designs.
-* ``tpe``: Optuna TPE (Bergstra et al. 2011) over SELFIES token edits of each seed, one trial per proposal.
-* ``random``: random SELFIES token edits of each seed.
+**C counts per starting design.** Every method searches each starting design (the lowest-scoring designs of the
+held-out pool, the campaign's JT-VAE protocol: ``--n-seeds``) on its own, with the same constraints (molecules:
+Tanimoto similarity δ = 0.4 to the start; cars: the feasibility rules) and the same de-duplication: a design is
+scored at most once per start, the start itself and constraint violations cost no call. C = 1000 therefore means
+``1000 · n_seeds`` oracle calls per method and repeat.
 
-Compared per method: ``success_rate``, ``oracle_improvement_mean`` (the campaign's definitions), the oracle calls
-actually spent, the designs' mean QED, and for the baselines the improvement after 100/300/1000 calls per seed
-where the budget allows. Small defaults (a few minutes on 2 cores); the MLflow store is a throw-away one unless
-``--tracking-uri`` is given.
+Methods:
 
-    python benchmarks/equal_budget.py [--n-labelled 3000] [--n-seeds 20] [--budget 400] [--epochs 10]
-                                      [--defenses none,fgsm,vat] [--methods tpe,random] [--tracking-uri URI]
+* ``gradient/<defense>`` (none, fgsm, vat): the campaign's surrogate (same data, architecture and training;
+  training seed r) and L2 gradient search, with ``--restarts`` start points per design (PGD's random start,
+  Madry et al. 2018: the first is the design itself, the others uniform in an L∞ ball of ``--restart-radius``,
+  below 0.5 on one-hot so each still decodes to its design), all in one batched tensor. Every distinct
+  constraint-satisfying design met on any trajectory is a candidate; candidates are ranked by the surrogate's
+  prediction and verified in that order, so the k-th verified design is the k-th oracle call. When the
+  trajectories meet fewer candidates than the largest C, the calls actually spent are reported
+  (``calls_per_seed``) and the curve stays flat after them.
+* ``tpe``: Optuna's TPE (Bergstra et al. 2011, *Algorithms for Hyper-Parameter Optimization*) over SELFIES token
+  edits of the start (molecules); ``random``: random token edits (molecules) or Gaussian perturbations of the
+  start's box encoding, σ = 0.1 (cars); ``cmaes``: (μ/μ_w, λ)-CMA-ES (Hansen 2016, *The CMA Evolution Strategy: A
+  Tutorial*) on the box encoding (cars). See :mod:`tasks.baselines`; searcher seed r.
+
+**Labelling is not charged to the per-design budget** by default: the surrogate's training labels
+(``labelling_calls``, reported beside the curves) are a one-off cost shared by every start. ``--charge-labelling``
+charges them, amortised: each start's gradient curve is read ``⌈labelling_calls / n_seeds⌉`` calls later (a
+checkpoint the amortised share does not reach shows the start's own score). The seed pool's labels choose the
+starts for every method and are charged to none.
+
+Repeats vary the methods' randomness (training seed and restart noise, TPE/random/CMA-ES seeds); the labelled data
+and the starting designs are the same in every repeat (``--data-seed``), so the std is over search and training
+randomness, not over data.
+
+Sizes. ``--domain molecule`` (the default, what ``make bench`` runs): the quick campaign's data (3,000 labelled),
+10 starts, C up to 1000: ~10–15 min on a loaded 2-core machine. ``--domain car``: a blueprint costs ~1 s on the
+coarse lattice, so the car defaults are 2 starts and C = 10, 30, 100 (5 methods × 2 × 100 × 3 repeats ≈ 3,000
+blueprints, ~1 h on 2 cores); C = 300 and 1000 do not fit on a CPU. ``--resolution smoke`` is for plumbing checks
+only (its ranking is not validated; the JSON says so). With ``--output-dir`` the JSON is rewritten after every
+method and repeat (``"complete": false`` until the end), so a long car run that is stopped keeps what it measured.
+
+    python benchmarks/equal_budget.py [--domain molecule|car] [--repeats 3] [--n-seeds N] [--checkpoints 100,300,1000]
+        [--restarts N] [--restart-radius R] [--defenses none,fgsm,vat] [--baselines tpe,random]
+        [--charge-labelling] [--output-dir benchmarks/results] [--no-plot] [--tracking-uri URI]
 """
 
 from __future__ import annotations
@@ -29,73 +59,346 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import advdesign.environment  # noqa: E402,F401  (embedded Prefect/MLflow defaults first)
 
-COMPARED = ("n_seeds", "success_rate", "oracle_improvement_mean", "oracle_improvement_std", "oracle_calls",
-            "constraint_satisfied_fraction", "designs_qed_mean")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: Per domain: starts, checkpoints (calls per start), restarts and their radius, and the black-box baselines.
+#: Data, surrogate and search settings are the quick campaign's (flows.parameters.QUICK) unless overridden.
+DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    # One-hot molecules: radius 0.3 keeps every start on its molecule; 64 restarts × 100 steps is what it takes
+    # for the trajectories to meet ~1000 distinct similar molecules per start (measured: see the results JSON).
+    "molecule": {"n_seeds": 10, "checkpoints": (100, 300, 1000), "restarts": 256, "restart_radius": 1.0,
+                 "restart_fraction": 0.04, "steps": 30, "baselines": ("tpe", "random"), "max_calls": {"tpe": 100}},
+    # Cars: every step is a new blueprint, so a few restarts give the candidates; radius 0.1 = CMA-ES's σ₀.
+    "car": {"n_seeds": 2, "checkpoints": (10, 30, 50), "restarts": 8, "restart_radius": 0.1,
+            "restart_fraction": 1.0, "steps": None, "baselines": ("cmaes", "random"), "max_calls": {}},
+}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-labelled", type=int, default=3_000)
-    parser.add_argument("--n-unlabelled", type=int, default=2_000)
-    parser.add_argument("--n-pool", type=int, default=600)
-    parser.add_argument("--n-seeds", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=400, help="oracle calls per method, all seeds together")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=100, help="gradient-search steps")
-    parser.add_argument("--defenses", default="none,fgsm,vat")
-    parser.add_argument("--methods", default="tpe,random")
-    parser.add_argument("--max-edits", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--domain", choices=sorted(DOMAIN_DEFAULTS), default="molecule")
+    parser.add_argument("--repeats", type=int, default=3, help="random seeds r = 0 … repeats−1")
+    parser.add_argument("--n-seeds", type=int, help="starting designs (lowest-scoring of the pool)")
+    parser.add_argument("--checkpoints", help="oracle calls per starting design, comma-separated")
+    parser.add_argument("--restarts", type=int, help="gradient-search start points per starting design")
+    parser.add_argument("--restart-radius", type=float, help="L∞ radius of the random starts")
+    parser.add_argument("--restart-fraction", type=float, help="fraction of positions a random start perturbs")
+    parser.add_argument("--max-calls", help="per-method caps on calls per start, e.g. tpe=100 (default: the "
+                        "domain's; 'none' for no cap); a capped method's curve stops there (null beyond)")
+    parser.add_argument("--defenses", default="none,fgsm,vat", help="surrogates for gradient search ('' for none)")
+    parser.add_argument("--baselines", help="black-box methods (molecule: tpe,random; car: cmaes,random)")
+    parser.add_argument("--n-labelled", type=int, help="surrogate training labels (default: the quick campaign's)")
+    parser.add_argument("--epochs", type=int, help="surrogate epochs (default: the quick campaign's)")
+    parser.add_argument("--steps", type=int, help="gradient steps (default: the quick campaign's)")
+    parser.add_argument("--max-edits", type=int, default=3, help="molecule baselines: token edits per proposal")
+    parser.add_argument("--resolution", default="coarse", help="car lattice (coarse, fine, finest; not smoke)")
+    parser.add_argument("--charge-labelling", action="store_true",
+                        help="charge the surrogate's labels to the gradient curves, amortised over the starts")
+    parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
+    parser.add_argument("--output-dir", help="write equal_budget_<domain>.json (and .png) here")
+    parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--tracking-uri", help="MLflow store (default: a throw-away one)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    defaults = DOMAIN_DEFAULTS[args.domain]
+    args.n_seeds = args.n_seeds or defaults["n_seeds"]
+    args.checkpoints = tuple(sorted(int(c) for c in args.checkpoints.split(","))) if args.checkpoints \
+        else defaults["checkpoints"]
+    args.restarts = args.restarts or defaults["restarts"]
+    args.restart_radius = defaults["restart_radius"] if args.restart_radius is None else args.restart_radius
+    args.restart_fraction = defaults["restart_fraction"] if args.restart_fraction is None else args.restart_fraction
+    args.steps = args.steps or defaults["steps"]
+    if args.max_calls is None:
+        args.max_calls = dict(defaults["max_calls"])
+    else:
+        pairs = [p.split("=") for p in args.max_calls.split(",") if p.strip() and p.strip() != "none"]
+        args.max_calls = {name.strip(): int(value) for name, value in pairs}
+    args.defenses = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    args.baselines = tuple(m.strip() for m in args.baselines.split(",") if m.strip()) if args.baselines is not None \
+        else defaults["baselines"]
+    if args.repeats < 1 or args.n_seeds < 1 or min(args.checkpoints) < 1:
+        parser.error("--repeats, --n-seeds and every checkpoint must be ≥ 1")
+    return args
 
+
+def campaign_parameters(args: argparse.Namespace):
+    """The quick campaign's data, surrogate and search settings for the domain, with this run's overrides."""
+    from flows.parameters import CampaignParameters, DesignerParameters
+
+    base = CampaignParameters.quick(args.domain)
+    designer = DesignerParameters(name=args.domain, **({"resolution": args.resolution} if args.domain == "car" else {}))
+    data = base.data.model_copy(update={"n_seeds": args.n_seeds, "rng_seed": args.data_seed,
+                                        **({"n_labelled": args.n_labelled} if args.n_labelled else {})})
+    surrogate = base.surrogate.model_copy(update={"epochs": args.epochs} if args.epochs else {})
+    search = base.search.model_copy(update={"steps": args.steps} if args.steps else {})
+    return designer, data, surrogate, search
+
+
+# -- gradient search as an anytime method -------------------------------------------------------------------------
+def gradient_candidates(designer, model, seeds, search, restarts: int, radius: float, seed: int,
+                        fraction: float = 1.0) -> pd.DataFrame:
+    """Every distinct constraint-satisfying design the restarted gradient search met, per start, ranked by the
+    surrogate: column ``call`` is the oracle call (1-based, per start) that verifies it."""
     import torch
 
+    from tasks.candidates import decode_trajectory
+    from tasks.search import SearchConfig, gradient_search, random_starts
+
+    x0 = designer.encode(seeds.designs)
+    centres, starts, origin = random_starts(x0, restarts, radius, designer.project,
+                                            torch.Generator().manual_seed(seed), designer.lower, designer.upper,
+                                            fraction)
+    discretize = getattr(designer, "discretize", None)
+    discretize = (lambda x: x) if discretize is None else partial(discretize, reference=centres)
+    config = SearchConfig(method=search.method, steps=search.steps, step_size=search.step_size, eps=search.eps)
+    trajectory = gradient_search(model, centres, config, designer.project, discretize, designer.lower,
+                                 designer.upper, start=starts)
+    table = decode_trajectory(designer, trajectory, [seeds.designs[i] for i in origin.tolist()])
+    table["seed_index"] = origin.numpy()[table["seed_index"].to_numpy()]
+    table = table[table["constraint_satisfied"]]
+    # A design met from several restarts of one start is one candidate (its prediction is the same point's).
+    table = table.sort_values(["seed_index", "predicted"], ascending=[True, False], kind="stable")
+    table = table.drop_duplicates(["seed_index", "design"]).reset_index(drop=True)
+    table["call"] = table.groupby("seed_index").cumcount() + 1
+    return table
+
+
+def verify_in_order(designer, candidates: pd.DataFrame, calls_per_seed: int) -> pd.DataFrame:
+    """The oracle scores each start's first ``calls_per_seed`` candidates (in ranking order; one batched call,
+    which gives the same scores as calling them one by one)."""
+    chosen = candidates[candidates["call"] <= calls_per_seed].reset_index(drop=True)
+    before = designer.oracle_calls
+    result = designer.oracle([designer.parse(k) for k in chosen["design"]])
+    assert designer.oracle_calls - before == len(chosen)
+    return chosen.assign(true_score=result.scores, oracle_failure=result.failures)
+
+
+# -- curves --------------------------------------------------------------------------------------------------------
+def curve(verified: pd.DataFrame, seed_scores: np.ndarray, checkpoints, offset: int = 0,
+          cap: int | None = None) -> dict[str, Any]:
+    """One method's curve in one repeat: mean over starts of the best-so-far and of the improvement at each C
+    (read ``offset`` calls earlier when labelling is charged), and the calls it actually spent per start. A method
+    run with at most ``cap`` calls per start has no value (None) at the checkpoints beyond it."""
+    from tasks.baselines import best_so_far
+
+    at = [c - offset for c in checkpoints]
+    best = best_so_far(verified, seed_scores, at)
+    reached = [cap is None or c <= cap for c in checkpoints]
+    per_seed = verified.groupby("seed_index").size().reindex(range(len(seed_scores)), fill_value=0) \
+        if len(verified) else pd.Series(0, index=range(len(seed_scores)))
+    def at_each(value) -> dict[int, float | None]:
+        return {c: float(value(best[:, j])) if reached[j] else None for j, c in enumerate(checkpoints)}
+
+    return {
+        "best_score": at_each(np.mean),
+        "improvement": at_each(lambda b: (b - seed_scores).mean()),
+        "success_rate": at_each(lambda b: (b > seed_scores).mean()),
+        "oracle_calls": int(len(verified)),
+        "calls_per_seed_min": int(per_seed.min()),
+        "calls_per_seed_mean": float(per_seed.mean()),
+    }
+
+
+def summarise(per_repeat: list[dict[str, Any]], checkpoints) -> dict[str, Any]:
+    """Mean ± std (population std over repeats) of each curve value, beside the raw per-repeat values."""
+    out: dict[str, Any] = {}
+    for quantity in ("best_score", "improvement", "success_rate"):
+        out[quantity] = {}
+        for c in checkpoints:
+            values = [r[quantity][c] for r in per_repeat]
+            missing = None in values
+            out[quantity][str(c)] = {"mean": None if missing else float(np.mean(values)),
+                                     "std": None if missing else float(np.std(values)), "per_repeat": values}
+    for name in ("oracle_calls", "calls_per_seed_min", "calls_per_seed_mean", "wall_seconds"):
+        out[name] = [r[name] for r in per_repeat]
+    for name in ("candidates_per_seed_min", "candidates_per_seed_mean", "validation_r2"):
+        if name in per_repeat[0]:
+            out[name] = [r[name] for r in per_repeat]
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checkpoints = result["checkpoints"]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method, summary in result["methods"].items():
+        points = [(c, summary["improvement"][str(c)]) for c in checkpoints]
+        points = [(c, v["mean"], v["std"]) for c, v in points if v["mean"] is not None]
+        calls, mean, std = zip(*points)
+        axis.errorbar(calls, mean, yerr=std, marker="o", capsize=3, label=method)
+    axis.set_xscale("log")
+    axis.set_xlabel("oracle calls per starting design")
+    axis.set_ylabel(f"best-so-far improvement ({result['score_unit']})")
+    charged = " (labelling charged)" if result["labelling_charged"] else ""
+    axis.set_title(f"{result['domain']}: {result['n_seeds']} starts, {result['repeats']} repeats{charged}")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark for one domain, as one Prefect flow run (the labelling and training tasks are the
+    campaign's, cached on their inputs)."""
+    from prefect import flow
+
+    @flow(name=f"equal-budget-{args.domain}")
+    def equal_budget_flow() -> dict[str, Any]:
+        return _run(args)
+
+    return equal_budget_flow()
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from designers import make_designer
+    from flows.stages import choose_seeds, prepare_data, regression_metrics, training_config
+    from tasks.baselines import BaselineConfig, run_baseline
+    from tasks.prefect_tasks import train_surrogate_task
+    from tasks.tracking import Tracker
+
     torch.set_num_threads(args.threads)
-    from flows.baselines import BaselineParameters, baselines
-    from flows.campaign import campaign
-    from flows.parameters import CampaignParameters, DataParameters, SearchParameters, SurrogateParameters
-
+    started = time.perf_counter()
+    designer_params, data_params, surrogate_params, search_params = campaign_parameters(args)
     tracking_uri = args.tracking_uri or f"sqlite:///{tempfile.mkdtemp(prefix='equal-budget-')}/mlflow.db"
-    data = DataParameters(n_labelled=args.n_labelled, n_unlabelled=args.n_unlabelled, n_seed_pool=args.n_pool,
-                          n_seeds=args.n_seeds, oracle_batch_size=1_000, rng_seed=args.seed)
-    top_k = max(1, math.ceil(args.budget / args.n_seeds))
-    out: dict = {"budget": args.budget, "n_seeds": args.n_seeds, "torch_threads": args.threads,
-                 "load_average": os.getloadavg()[0], "settings": vars(args), "methods": {}}
+    tracker = Tracker(tracking_uri, "equal-budget")
+    designer = make_designer(args.domain, **designer_params.settings())
+    settings = {k: (",".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    parent = tracker.start_run(f"equal-budget-{args.domain}", params={
+        **settings, **{f"data.{k}": v for k, v in data_params.model_dump().items()},
+        **{f"search.{k}": v for k, v in search_params.model_dump().items()},
+        "surrogate.epochs": surrogate_params.epochs}, tags={"kind": "benchmark", "designer": args.domain})
+    failed = True
+    try:
+        calls_before = designer.oracle_calls
+        data = prepare_data(designer, data_params)
+        seeds = choose_seeds(designer, data, data_params)
+        labelling_calls = len(data.x_train) + len(data.x_val)
+        n_seeds, top = len(seeds.designs), max(args.checkpoints)
+        offset = math.ceil(labelling_calls / n_seeds) if args.charge_labelling else 0
+        per_method: dict[str, list[dict[str, Any]]] = {}
 
-    defenses = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
-    if defenses:
-        started = time.perf_counter()
-        summary = campaign(CampaignParameters(
-            data=data, surrogate=SurrogateParameters(epochs=args.epochs),
-            search=SearchParameters(steps=args.steps, top_k=top_k, budget=args.budget),
-            defenses=defenses, tracking_uri=tracking_uri, experiment="equal-budget"))
-        out["gradient_wall_seconds"] = round(time.perf_counter() - started, 1)
-        out["gradient_parent_run_id"] = summary["mlflow"]["parent_run_id"]
-        for defense, result in summary["defenses"].items():
-            row = {k: result.get(k) for k in (*COMPARED, "transfer_rate", "improvement_gap", "validation_r2")}
-            out["methods"][f"gradient/{defense}"] = result if "error" in result else row
+        def record(method: str, repeat: int, verified: pd.DataFrame, wall: float, **extra: Any) -> None:
+            result = {**curve(verified, seeds.scores, args.checkpoints,
+                              offset if method.startswith("gradient/") else 0, args.max_calls.get(method)),
+                      "wall_seconds": round(wall, 1), **extra}
+            per_method.setdefault(method, []).append(result)
+            with tracker.run(f"{method}-r{repeat}", parent_run_id=parent,
+                             tags={"method": method, "repeat": str(repeat), "designer": args.domain}) as child:
+                for c in args.checkpoints:
+                    if result["best_score"][c] is None:
+                        continue
+                    tracker.log_metrics(child, {"best_score": result["best_score"][c],
+                                                "improvement": result["improvement"][c],
+                                                "success_rate": result["success_rate"][c]}, step=c)
+                tracker.log_metrics(child, {k: v for k, v in result.items() if isinstance(v, (int, float))})
+                if len(verified):
+                    tracker.log_table(child, verified.drop(columns=[c for c in verified if c.startswith("_")]),
+                                      "designs.json")
+            if args.output_dir:
+                write_json(partial_result(), complete=False)
+            print(f"[{args.domain}] {method} r{repeat}: improvement "
+                  + ", ".join(f"C={c}: {result['improvement'][c]:+.3f}" for c in args.checkpoints
+                              if result["improvement"][c] is not None)
+                  + f"; {result['oracle_calls']} calls, {wall:.0f} s", flush=True)
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if methods:
-        started = time.perf_counter()
-        summary = baselines(BaselineParameters(
-            data=data, methods=methods, budget=args.budget, max_edits=args.max_edits, seed=args.seed,
-            tracking_uri=tracking_uri, experiment="equal-budget"))
-        out["baselines_wall_seconds"] = round(time.perf_counter() - started, 1)
-        out["baselines_parent_run_id"] = summary["mlflow"]["parent_run_id"]
-        for method, result in summary["methods"].items():
-            at = {k: v for k, v in result.items() if k.startswith(("improvement_at_", "best_score_at_"))}
-            out["methods"][method] = {**{k: result.get(k) for k in COMPARED}, **at,
-                                      "wall_seconds": result["wall_seconds"]}
-    out["tracking_uri"] = tracking_uri
-    print(json.dumps(out, indent=2))
+        def partial_result() -> dict[str, Any]:
+            return {
+                "domain": args.domain,
+                "score_unit": "penalized logP" if args.domain == "molecule" else "top speed km/h",
+                "resolution": ("smoke: plumbing only, ranking not validated" if args.resolution == "smoke"
+                               else args.resolution) if args.domain == "car" else None,
+                "checkpoints": list(args.checkpoints),
+                "calls_count": "per starting design",
+                "n_seeds": n_seeds,
+                "repeats": args.repeats,
+                "seed_scores": [float(s) for s in seeds.scores],
+                "seeds": [designer.key(s) for s in seeds.designs],
+                "labelling_calls": labelling_calls,
+                "seed_pool_calls": len(data.pool),
+                "labelling_charged": args.charge_labelling,
+                "labelling_calls_per_seed_charged": offset,
+                "oracle_calls_total": designer.oracle_calls - calls_before,
+                "methods": {m: summarise(r, args.checkpoints) for m, r in per_method.items()},
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                "torch_threads": args.threads,
+                "settings": {**settings, "data": data_params.model_dump(), "search": search_params.model_dump(),
+                             "surrogate": surrogate_params.model_dump(), "designer": designer_params.model_dump()},
+                "mlflow": {"tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id,
+                           "parent_run_id": parent},
+            }
+
+        def write_json(result: dict[str, Any], complete: bool) -> None:
+            path = Path(args.output_dir) / f"equal_budget_{args.domain}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**result, "complete": complete}, indent=2) + "\n")
+
+        for repeat in range(args.repeats):
+            for defense in args.defenses:
+                method_started = time.perf_counter()
+                model, _ = train_surrogate_task(
+                    data.data_id, defense, tuple(designer.input_shape), tuple(surrogate_params.hidden),
+                    training_config(surrogate_params, defense, repeat), data.x_train, data.y_train, data.x_val,
+                    data.y_val, data.x_unlabelled if defense == "vat" else None, designer.lower, designer.upper)
+                candidates = gradient_candidates(designer, model, seeds, search_params, args.restarts,
+                                                 args.restart_radius, repeat, args.restart_fraction)
+                available = candidates.groupby("seed_index").size().reindex(range(n_seeds), fill_value=0)
+                calls = min(top, args.max_calls.get(f"gradient/{defense}", top)) - offset
+                verified = verify_in_order(designer, candidates, calls) if calls > 0 else candidates[:0]
+                record(f"gradient/{defense}", repeat, verified, time.perf_counter() - method_started,
+                       candidates_per_seed_min=int(available.min()),
+                       candidates_per_seed_mean=float(available.mean()),
+                       validation_r2=regression_metrics(model, data.x_val, data.y_val)["validation_r2"])
+            for method in args.baselines:
+                method_started = time.perf_counter()
+                calls = min(top, args.max_calls.get(method, top))
+                verified = run_baseline(method, designer, seeds.designs, seeds.scores, calls * n_seeds,
+                                        BaselineConfig(max_edits=args.max_edits, seed=repeat))
+                record(method, repeat, verified, time.perf_counter() - method_started)
+
+        result = {**partial_result(), "complete": True}
+        for method, summary in result["methods"].items():
+            for c in args.checkpoints:
+                if summary["improvement"][str(c)]["mean"] is None:
+                    continue
+                tracker.log_metrics(parent, {f"{method}.improvement_mean": summary["improvement"][str(c)]["mean"],
+                                             f"{method}.improvement_std": summary["improvement"][str(c)]["std"],
+                                             f"{method}.best_score_mean": summary["best_score"][str(c)]["mean"]},
+                                    step=c)
+        tracker.log_metrics(parent, {"labelling_calls": labelling_calls, "wall_seconds": result["wall_seconds"],
+                                     "oracle_calls_total": result["oracle_calls_total"]})
+        tracker.log_dict(parent, result, f"equal_budget_{args.domain}.json")
+        output_dir = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="equal-budget-"))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not args.no_plot:
+            picture = output_dir / f"equal_budget_{args.domain}.png"
+            plot(result, picture)
+            tracker.log_artifact(parent, picture)
+        if args.output_dir:
+            write_json(result, complete=True)
+        failed = False
+        return result
+    finally:
+        tracker.end_run(parent, failed=failed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(json.dumps(run(parse_args(argv)), indent=2))
 
 
 if __name__ == "__main__":

@@ -481,7 +481,8 @@ def random_perturbation_search(designer: Any, seeds: Sequence[Any], seed_scores:
     rows, counters = [], {"proposals": 0, "checked": 0, "feasible": 0, "duplicates": 0}
     x0 = designer.encode(list(seeds)).numpy().astype(float)
     for i, share in enumerate(share_budget(budget, len(seeds))):
-        rng = np.random.default_rng([seed, i])
+        # Not CMA-ES's stream ([seed, i]): its first generation would draw the very same perturbations.
+        rng = np.random.default_rng([seed, i, 1])
         oracle = BudgetedOracle(designer, share)
         seed_key = designer.key(seeds[i])
         seen: set[str] = set()

@@ -159,6 +159,7 @@ def random_starts(
     generator: torch.Generator | None = None,
     lower: float | torch.Tensor = -float("inf"),
     upper: float | torch.Tensor = float("inf"),
+    fraction: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``restarts`` start points per seed, for one batched :func:`gradient_search`.
 
@@ -168,17 +169,26 @@ def random_starts(
     meets every design the plain search meets. On a one-hot input a radius below 0.5 keeps every position's
     arg-max token, so each start still decodes to its seed and only the path away from it differs.
 
+    ``fraction`` < 1 perturbs only that fraction of the positions (the first axis after the batch; each position
+    independently), the rest stay the seed's: on one-hot molecules a radius of 1 on a few positions is a random
+    token edit, so the starts are random neighbours of the seed, each with its own gradient path, while the
+    similarity constraint can still hold.
+
     Returns:
         ``(centres, starts, origin)``, each with ``len(x0) · restarts`` rows, seed by seed: ``centres`` are the
         seeds repeated (pass them as ``x0`` to :func:`gradient_search`, the ε-ball stays around the seed),
         ``starts`` the start points (its ``start``), ``origin[i]`` the row of ``x0`` start ``i`` belongs to.
     """
-    if restarts < 1 or not radius >= 0:
-        raise ValueError(f"restarts must be ≥ 1 and radius ≥ 0, got restarts={restarts}, radius={radius}")
+    if restarts < 1 or not radius >= 0 or not 0 <= fraction <= 1:
+        raise ValueError(f"restarts must be ≥ 1, radius ≥ 0 and fraction in [0, 1], got restarts={restarts}, "
+                         f"radius={radius}, fraction={fraction}")
     x0 = x0.detach()
     origin = torch.arange(len(x0)).repeat_interleave(restarts)
     centres = x0[origin]
     noise = torch.rand(centres.shape, generator=generator, dtype=centres.dtype) * 2 - 1
+    if fraction < 1 and centres.dim() > 1:
+        chosen = torch.rand(centres.shape[:2], generator=generator) < fraction
+        noise = noise * chosen.reshape(*chosen.shape, *([1] * (centres.dim() - 2))).to(noise.dtype)
     noise[::restarts] = 0  # copy 0 of every seed: the seed itself
     lower_t = torch.as_tensor(lower, dtype=centres.dtype)
     upper_t = torch.as_tensor(upper, dtype=centres.dtype)

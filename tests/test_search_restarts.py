@@ -36,11 +36,25 @@ def test_random_starts_below_half_keep_every_one_hot_token():
     assert torch.equal(starts.argmax(-1), seeds[origin].argmax(-1))
 
 
+def test_a_fraction_of_positions_perturbed_at_radius_one_is_a_random_token_edit():
+    seeds = one_hot(torch.randint(0, 5, (2, 40), generator=torch.Generator().manual_seed(3)), 5)
+    _, starts, origin = random_starts(seeds, 200, 1.0, lambda x: x.clamp(0, 1), torch.Generator().manual_seed(4),
+                                      0.0, 1.0, fraction=0.05)
+    untouched = (starts == seeds[origin]).all(-1)  # whole positions are perturbed or left alone
+    assert 0.9 < untouched.float().mean() < 0.99
+    edits = (starts.argmax(-1) != seeds[origin].argmax(-1)).sum(-1).float()
+    assert edits[::200].sum() == 0 and 0.5 < edits.mean() < 3  # a token or two changed, copy 0 is the seed
+    unperturbed = random_starts(seeds, 3, 1.0, fraction=0.0)[1]
+    assert torch.equal(unperturbed, seeds.repeat_interleave(3, 0))
+
+
 def test_random_starts_reject_bad_arguments():
     with pytest.raises(ValueError):
         random_starts(torch.zeros(2, 3), 0, 0.1)
     with pytest.raises(ValueError):
         random_starts(torch.zeros(2, 3), 2, -0.1)
+    with pytest.raises(ValueError):
+        random_starts(torch.zeros(2, 3), 2, 0.1, fraction=1.5)
 
 
 class Bumpy(nn.Module):
