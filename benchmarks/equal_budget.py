@@ -17,8 +17,9 @@ Methods:
 
 * ``gradient/<defense>`` (none, fgsm, vat): the campaign's surrogate (same data, architecture and training;
   training seed r) and L2 gradient search, with ``--restarts`` start points per design (PGD's random start,
-  Madry et al. 2018: the first is the design itself, the others uniform in an L∞ ball of ``--restart-radius``,
-  below 0.5 on one-hot so each still decodes to its design), all in one batched tensor. Every distinct
+  Madry et al. 2018, :func:`tasks.search.random_starts`: the first is the design itself, the others uniform in
+  an L∞ ball of ``--restart-radius`` on a ``--restart-fraction`` of the positions; on molecules radius 1 on ~4 %
+  of the positions, i.e. random neighbours one or two token edits away), all in one batched tensor. Every distinct
   constraint-satisfying design met on any trajectory is a candidate; candidates are ranked by the surrogate's
   prediction and verified in that order, so the k-th verified design is the k-th oracle call. When the
   trajectories meet fewer candidates than the largest C, the calls actually spent are reported
@@ -39,15 +40,17 @@ and the starting designs are the same in every repeat (``--data-seed``), so the 
 randomness, not over data.
 
 Sizes. ``--domain molecule`` (the default, what ``make bench`` runs): the quick campaign's data (3,000 labelled),
-10 starts, C up to 1000: ~10–15 min on a loaded 2-core machine. ``--domain car``: a blueprint costs ~1 s on the
-coarse lattice, so the car defaults are 2 starts and C = 10, 30, 100 (5 methods × 2 × 100 × 3 repeats ≈ 3,000
-blueprints, ~1 h on 2 cores); C = 300 and 1000 do not fit on a CPU. ``--resolution smoke`` is for plumbing checks
-only (its ranking is not validated; the JSON says so). With ``--output-dir`` the JSON is rewritten after every
-method and repeat (``"complete": false`` until the end), so a long car run that is stopped keeps what it measured.
+10 starts, C = 100, 300, 1000 (TPE capped at 100, see ``DOMAIN_DEFAULTS``). ``--domain car``: a blueprint costs
+~1 s on the coarse lattice, so the car defaults are 2 starts and C = 10, 30, 50 (1,500 blueprints in all); C = 300
+and 1000 do not fit on a 2-core CPU. The results JSON records the wall time and load average it was measured at.
+``--resolution smoke`` is for plumbing checks only (its ranking is not validated; the JSON says so). With
+``--output-dir`` the JSON is rewritten after every method and repeat (``"complete": false`` until the end), so a
+long car run that is stopped keeps what it measured.
 
     python benchmarks/equal_budget.py [--domain molecule|car] [--repeats 3] [--n-seeds N] [--checkpoints 100,300,1000]
-        [--restarts N] [--restart-radius R] [--defenses none,fgsm,vat] [--baselines tpe,random]
-        [--charge-labelling] [--output-dir benchmarks/results] [--no-plot] [--tracking-uri URI]
+        [--restarts N] [--restart-radius R] [--restart-fraction F] [--defenses none,fgsm,vat]
+        [--baselines tpe,random] [--max-calls tpe=100] [--charge-labelling] [--output-dir benchmarks/results]
+        [--no-plot] [--tracking-uri URI]
 """
 
 from __future__ import annotations
@@ -73,11 +76,19 @@ import pandas as pd  # noqa: E402
 #: Per domain: starts, checkpoints (calls per start), restarts and their radius, and the black-box baselines.
 #: Data, surrogate and search settings are the quick campaign's (flows.parameters.QUICK) unless overridden.
 DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    # One-hot molecules: radius 0.3 keeps every start on its molecule; 64 restarts × 100 steps is what it takes
-    # for the trajectories to meet ~1000 distinct similar molecules per start (measured: see the results JSON).
+    # One-hot molecules: each restart starts from a random token edit of the start (radius 1 on ~4 % of the
+    # positions, about 1–2 tokens). One trajectory meets only ~10 distinct molecules within δ = 0.4 before the
+    # search leaves the similarity region, and restarts add candidates sublinearly: measured on the `none`
+    # surrogate, 64 seed-preserving restarts (radius 0.45) gave 22 candidates per start, 64 edit restarts 26,
+    # 256 edit restarts × 30 steps 83 (min 57, ~50 s for 10 starts). 1000 per start would take thousands of
+    # restarts, so gradient search spends fewer calls than the largest C (its curve is flat after them).
+    # TPE is capped at 100 calls per start: Optuna's TPE costs O(trials) per proposal and needs ~5 trials per
+    # scored molecule (infeasible and repeated proposals are trials too): 300 calls took 170 s per start, 1000
+    # would take tens of minutes per start on a loaded 2-core machine.
     "molecule": {"n_seeds": 10, "checkpoints": (100, 300, 1000), "restarts": 256, "restart_radius": 1.0,
                  "restart_fraction": 0.04, "steps": 30, "baselines": ("tpe", "random"), "max_calls": {"tpe": 100}},
-    # Cars: every step is a new blueprint, so a few restarts give the candidates; radius 0.1 = CMA-ES's σ₀.
+    # Cars: every step is a new blueprint, so a few restarts give plenty of candidates; radius 0.1 = CMA-ES's σ₀.
+    # 2 starts and C ≤ 50: 5 methods × 2 × 50 × 3 repeats = 1,500 blueprints at ~1 s each on the coarse lattice.
     "car": {"n_seeds": 2, "checkpoints": (10, 30, 50), "restarts": 8, "restart_radius": 0.1,
             "restart_fraction": 1.0, "steps": None, "baselines": ("cmaes", "random"), "max_calls": {}},
 }
@@ -238,8 +249,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
         points = [(c, summary["improvement"][str(c)]) for c in checkpoints]
         points = [(c, v["mean"], v["std"]) for c, v in points if v["mean"] is not None]
         calls, mean, std = zip(*points)
-        axis.errorbar(calls, mean, yerr=std, marker="o", capsize=3, label=method)
+        spent = np.mean(summary["calls_per_seed_mean"])
+        label = (f"{method} (spent {spent:.0f}/start)" if spent < max(calls)
+                 else f"{method} (capped at {max(calls)})" if max(calls) < max(checkpoints) else method)
+        axis.errorbar(calls, mean, yerr=std, marker="o", capsize=3, label=label)
     axis.set_xscale("log")
+    axis.set_xticks(checkpoints, [str(c) for c in checkpoints])
+    axis.minorticks_off()
     axis.set_xlabel("oracle calls per starting design")
     axis.set_ylabel(f"best-so-far improvement ({result['score_unit']})")
     charged = " (labelling charged)" if result["labelling_charged"] else ""
