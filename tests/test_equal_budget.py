@@ -1,0 +1,72 @@
+"""The equal-budget benchmark's bookkeeping: gradient candidates in surrogate order, and curves with a charged
+labelling offset or a per-method cap (benchmarks/equal_budget.py)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+SPEC = importlib.util.spec_from_file_location(
+    "equal_budget", Path(__file__).resolve().parents[1] / "benchmarks" / "equal_budget.py")
+equal_budget = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(equal_budget)
+
+
+def test_curve_charges_labelling_by_reading_later_and_stops_at_a_cap():
+    verified = pd.DataFrame({"seed_index": [0, 0, 1], "call": [1, 2, 1], "true_score": [2.0, 5.0, 1.0],
+                             "oracle_failure": [None, None, None]})
+    seeds = np.array([0.0, 0.0])
+    plain = equal_budget.curve(verified, seeds, [1, 2, 4])
+    assert plain["improvement"] == {1: 1.5, 2: 3.0, 4: 3.0}
+    assert plain["oracle_calls"] == 3 and plain["calls_per_seed_min"] == 1 and plain["calls_per_seed_mean"] == 1.5
+    charged = equal_budget.curve(verified, seeds, [1, 2, 4], offset=2)  # 2 calls a start went to labelling
+    assert charged["improvement"] == {1: 0.0, 2: 0.0, 4: 3.0}
+    capped = equal_budget.curve(verified, seeds, [1, 2, 4], cap=2)
+    assert capped["improvement"] == {1: 1.5, 2: 3.0, 4: None}
+    summary = equal_budget.summarise([{**capped, "wall_seconds": 1.0}] * 2, [1, 2, 4])
+    assert summary["improvement"]["4"]["mean"] is None and summary["improvement"]["2"]["std"] == 0.0
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return (x * self.w).sum(dim=(1, 2))
+
+
+def test_gradient_candidates_are_distinct_feasible_and_ranked_by_the_surrogate():
+    from designers.molecule import MoleculeDesigner
+    from flows.parameters import SearchParameters
+    from flows.stages import Seeds
+
+    designer = MoleculeDesigner(workers=1)
+    starts = designer.sample(2, np.random.default_rng(5))
+    seeds = Seeds(starts, designer.oracle(starts).scores)
+    model = Linear(designer.input_shape)
+    table = equal_budget.gradient_candidates(designer, model, seeds, SearchParameters(steps=8), restarts=6,
+                                             radius=1.0, seed=0, fraction=0.04)
+    assert len(table) and set(table["seed_index"]) <= {0, 1}
+    assert not table.duplicated(["seed_index", "design"]).any()
+    assert (table["design"] != table["seed"]).all() and table["constraint_satisfied"].all()
+    for _, group in table.groupby("seed_index"):
+        assert group["call"].tolist() == list(range(1, len(group) + 1))
+        assert group["predicted"].is_monotonic_decreasing
+    verified = equal_budget.verify_in_order(designer, table, 2)
+    assert verified.groupby("seed_index")["call"].max().max() <= 2
+    assert verified["true_score"].notna().all()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {"checkpoints": (100, 300, 1000), "max_calls": {"tpe": 100}}),
+    (["--domain", "car"], {"checkpoints": (10, 30, 50), "baselines": ("cmaes", "random")}),
+    (["--checkpoints", "30,10", "--max-calls", "none"], {"checkpoints": (10, 30), "max_calls": {}}),
+])
+def test_arguments_take_the_domain_defaults(argv, expected):
+    args = equal_budget.parse_args(argv)
+    for name, value in expected.items():
+        assert getattr(args, name) == value
