@@ -1,0 +1,172 @@
+"""The README's benchmark tables, rendered from the measured results in ``benchmarks/results/``.
+
+Numbers are never typed into the README by hand: ``make bench`` runs the benchmarks (each writes its JSON into
+``benchmarks/results/``) and then this script, which rewrites the part of README.md between the two markers
+``<!-- bench:begin -->`` and ``<!-- bench:end -->``. A result that has not been measured yet is named with the
+command that measures it, never filled in.
+
+    python benchmarks/report.py                  # print the markdown
+    python benchmarks/report.py --readme README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def missing(name: str, command: str) -> str:
+    return f"*Not measured yet* (`benchmarks/results/{name}` is absent): `{command}`."
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+# -- 1. constrained penalized logP --------------------------------------------------------------------------------
+def constrained_plogp(result: dict[str, Any]) -> str:
+    rows = []
+    for delta, block in result["deltas"].items():
+        for defense, m in block["defenses"].items():
+            rows.append([f"δ = {delta}", defense,
+                         f"{m['successful_improvement_mean']:.2f} ± {m['successful_improvement_std']:.2f}",
+                         pct(m["success_rate"]), pct(m["feasible_design_rate"]),
+                         f"{m['oracle_improvement_mean']:+.2f}",
+                         f"{m['search_oracle_calls_per_seed']:.2f} + {m['labelling_oracle_calls_per_seed']:.2f}",
+                         f"{m['validation_r2']:.2f}", f"{m['designs_qed_mean']:.2f}"])
+        for method, p in result["published"].items():
+            q = p["delta"][delta]
+            rows.append([f"δ = {delta}", f"*{method}* (published, ZINC)",
+                         f"{q['improvement_mean']:.2f} ± {q['improvement_std']:.2f}", pct(q["success_rate"]),
+                         "", "", "thousands", "", ""])
+    data = result["campaign"]["data"]
+    return (f"**1. Constrained penalized logP** (the JT-VAE protocol: the {data['n_seeds']} lowest-plogP of "
+            f"{data['n_seed_pool']:,} held-out MOSES molecules; full campaign defaults, {data['n_labelled']:,} "
+            f"labelled; MLflow run `{result['mlflow']['parent_run_id'][:8]}…`; commit `{result['git_commit']}`)\n\n"
+            + table(["δ", "defense", "improvement ± std (successful seeds)", "success", "feasible design found",
+                     "mean gain, all seeds", "oracle calls / seed: search + labelling", "val. R²", "QED"], rows)
+            + f"\n\n{result['published_note']}")
+
+
+# -- 2. equal budget ----------------------------------------------------------------------------------------------
+def equal_budget(result: dict[str, Any], title: str) -> str:
+    checkpoints = result["checkpoints"]
+    rows = []
+    for method, m in result["methods"].items():
+        cells = []
+        for c in checkpoints:
+            v = m["improvement"][str(c)]
+            cells.append("—" if v["mean"] is None else f"{v['mean']:+.2f} ± {v['std']:.2f}")
+        spent = sum(m["calls_per_seed_mean"]) / len(m["calls_per_seed_mean"])
+        r2 = m.get("validation_r2")
+        rows.append([method, *cells, f"{spent:.0f}", "" if r2 is None else f"{sum(r2) / len(r2):.2f}"])
+    where = result.get("device") or f"CPU, torch threads: {result.get('torch_threads', '?')}"
+    return (f"**{title}** ({result['n_seeds']} starts × {result['repeats']} repeats, improvement in "
+            f"{result['score_unit']} at C oracle calls **per start**, mean ± std over repeats; labelling "
+            f"({result['labelling_calls']:,} calls, shared by every start) "
+            f"{'charged' if result['labelling_charged'] else 'not charged'}; {where}; "
+            f"{result['wall_seconds'] / 60:.0f} min)\n\n"
+            + table(["method", *[f"C = {c}" for c in checkpoints], "calls spent / start", "val. R²"], rows))
+
+
+# -- 3. speed -----------------------------------------------------------------------------------------------------
+def speed(result: dict[str, Any]) -> str:
+    search = result["search"]
+    rows = []
+    for batch, b in search["batches"].items():
+        rows.append([batch, f"{b['search']['design_steps_per_second']:,.0f}",
+                     f"{b['search']['designs_per_second']:,.1f}", f"{b['search']['gflop_per_second']:.1f}",
+                     f"{b['matmul_gflop_per_second']:.1f}", f"{b['search']['ratio_to_matmul']:.3f}",
+                     f"{b['bare']['ratio_to_matmul']:.3f}", pct(b["bookkeeping_share_of_search_time"])])
+    oracle, orchestration = result["oracle"], result["orchestration"]
+    campaign = orchestration["campaign"]
+    return (f"**3. Speed** (torch {result['torch_version']}, {result['torch_threads']} thread, "
+            f"{result['cpu_count']} cores; {search['forward_flops_per_design']:,} FLOPs per design forward, the "
+            f"input gradient as much again; a design is {search['steps']} search steps)\n\n"
+            + table(["batch", "design·steps/s", "designs/s", "GFLOP/s", "matmul GFLOP/s (same run)",
+                     "ratio", "bare forward+backward ratio", "time outside forward+backward"], rows)
+            + f"\n\nOracles: penalized logP {oracle['molecule']['molecules_per_second']:,} molecules/s "
+              f"({oracle['molecule']['workers']} workers); cars {oracle['car']['seconds_per_blueprint']:.2f} s a "
+              f"blueprint (coarse, batch {oracle['car']['batch']}, compiled; "
+              f"{oracle['car']['calls_per_second']:.2f} calls/s). Prefect orchestration in a quick molecule "
+              f"campaign: {campaign['orchestration_seconds']:.2f} s of {campaign['wall_seconds']:.1f} s = "
+              f"**{pct(campaign['orchestration_share'])}** (flow engine {campaign['flow_engine_seconds']:.2f} s, "
+              f"task engine {campaign['task_engine_seconds']:.2f} s over {campaign['task_runs']} task runs); "
+              f"the ephemeral API's cold start {orchestration['startup']['api_startup_seconds']:.0f} s comes "
+              f"before it.")
+
+
+def lbm_gpu(result: dict[str, Any]) -> str:
+    m = result["mlups"]
+    per = result["seconds_per_blueprint"]
+    return (f"**Car oracle on a GPU** ({result['device']}): copy bandwidth {result['bandwidth_gb_s']:,.0f} GB/s; "
+            f"compiled D2Q9 at batch 256 {m['compiled_batch256']['mlups']:,.0f} MLUPS "
+            f"({m['compiled_batch256']['ratio_to_bound']:.2f} of the bandwidth bound); "
+            f"{per['coarse']:.3f} s a coarse blueprint at batch {per['coarse_batch']} "
+            f"(~{1 / per['coarse']:.0f} blueprints/s).")
+
+
+SECTIONS: list[tuple[str, str, Callable[..., str], tuple]] = [
+    ("constrained_plogp.json", "python benchmarks/constrained_plogp.py --json-out benchmarks/results/constrained_plogp.json",
+     constrained_plogp, ()),
+    ("equal_budget_molecule.json", "python benchmarks/equal_budget.py --output-dir benchmarks/results",
+     equal_budget, ("2a. Equal budget, molecules",)),
+    ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
+     equal_budget, ("2b. Equal budget, cars",)),
+    ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
+]
+OPTIONAL: list[tuple[str, Callable[..., str], tuple]] = [
+    ("equal_budget_car_gpu.json", equal_budget, ("2c. Equal budget, cars, on a GPU",)),
+    ("lbm_throughput_h100.json", lbm_gpu, ()),
+]
+
+
+def render() -> str:
+    parts = []
+    for name, command, section, args in SECTIONS:
+        result = load(name)
+        parts.append(section(result, *args) if result else missing(name, command))
+    for name, section, args in OPTIONAL:
+        result = load(name)
+        if result:
+            parts.append(section(result, *args))
+    return "\n\n".join(parts)
+
+
+def replace_between_markers(text: str, body: str) -> str:
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise SystemExit(f"README: expected one {BEGIN} before one {END}")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, help="rewrite this file's benchmark section in place")
+    args = parser.parse_args(argv)
+    body = render()
+    if args.readme:
+        args.readme.write_text(replace_between_markers(args.readme.read_text(), body))
+    else:
+        print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The README's benchmark tables are rendered from benchmarks/results/*.json, and the README is in step with them."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("benchmark_report", ROOT / "benchmarks" / "report.py")
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def test_readme_shows_the_latest_results():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(report.BEGIN)[1].split(report.END)[0].strip()
+    assert section == report.render().strip(), "README is stale: run `python benchmarks/report.py --readme README.md`"
+
+
+def test_tables_carry_the_measured_numbers():
+    plogp = json.loads((report.RESULTS / "constrained_plogp.json").read_text())
+    fgsm = plogp["deltas"]["0.4"]["defenses"]["fgsm"]
+    text = report.render()
+    assert f"{fgsm['successful_improvement_mean']:.2f} ± {fgsm['successful_improvement_std']:.2f}" in text
+    assert "| δ = 0.4 | *MolDQN* (published, ZINC) | 3.37 ± 1.62 | 100.0 % |" in text
+    molecule = json.loads((report.RESULTS / "equal_budget_molecule.json").read_text())
+    random_1000 = molecule["methods"]["random"]["improvement"]["1000"]
+    assert f"{random_1000['mean']:+.2f} ± {random_1000['std']:.2f}" in text
+    assert "| tpe | " in text and " — |" in text  # TPE capped at 100 calls: no value beyond, not a zero
+
+
+def test_an_unmeasured_benchmark_names_its_command(tmp_path, monkeypatch):
+    shutil.copy(report.RESULTS / "speed.json", tmp_path / "speed.json")
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    text = report.render()
+    assert "*Not measured yet* (`benchmarks/results/constrained_plogp.json` is absent)" in text
+    assert "python benchmarks/equal_budget.py --domain car" in text
+    assert "**3. Speed**" in text
+
+
+def test_only_the_marked_section_is_rewritten():
+    text = f"# title\nbefore\n{report.BEGIN}\nold table\n{report.END}\nafter\n"
+    assert report.replace_between_markers(text, "new") == f"# title\nbefore\n{report.BEGIN}\nnew\n{report.END}\nafter\n"
+    with pytest.raises(SystemExit, match="expected one"):
+        report.replace_between_markers("no markers here", "new")
