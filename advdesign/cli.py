@@ -53,12 +53,27 @@ def _add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm")
 
 
+#: Options only one designer reads, and which one.
+DESIGNER_OPTIONS = {"objective": "molecule", "similarity": "molecule", "max_sa": "molecule", "resolution": "car"}
+
+
+def _check_designer_options(args: argparse.Namespace) -> None:
+    """A one-line error for an option the chosen designer does not read (``--designer car --objective qed``),
+    rather than silently ignoring it."""
+    for option, owner in DESIGNER_OPTIONS.items():
+        if getattr(args, option, None) is not None and args.designer != owner:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} is a {owner} option; --designer {args.designer} does not take it")
+
+
 def _sections(args: argparse.Namespace) -> dict:
     """The campaign's parameter sections with the command line's overrides applied."""
     from flows.parameters import CampaignParameters
 
     from designers import DESIGNERS
 
+    if args.designer in DESIGNERS:  # an unknown designer is reported with the choices, below
+        _check_designer_options(args)
     # The designer's own defaults (a car's search step, sizes and radii); an unknown name is reported below.
     base = CampaignParameters.defaults(args.designer if args.designer in DESIGNERS else "molecule", quick=args.quick)
     sections = base.model_dump()

@@ -27,7 +27,7 @@ class BaselineParameters(_Parameters):
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
     methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: the designer's: "
-                                            "random, tpe for molecules; cmaes for cars)")
+                                            "random, tpe for molecules; cmaes, random for cars)")
     budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget)")
     max_edits: int = Field(3, ge=1, description="at most this many SELFIES token edits per proposal")
     seed: int = Field(0, description="random seed of the searches")

@@ -31,7 +31,7 @@ from tasks.candidates import campaign_metrics
 
 METHODS = ("random", "tpe", "cmaes")
 #: The baselines each design domain supports: token edits for SELFIES molecules, CMA-ES for box encodings.
-METHODS_BY_DESIGNER = {"molecule": ("random", "tpe"), "car": ("cmaes",)}
+METHODS_BY_DESIGNER = {"molecule": ("random", "tpe"), "car": ("cmaes", "random")}
 #: Checkpoints (oracle calls per seed) at which the best true score so far is reported, where the budget allows.
 CHECKPOINTS = (100, 300, 1000)
 
@@ -399,6 +399,155 @@ class CMAES:
         self.D = np.sqrt(np.maximum(eigenvalues, 1e-20))
 
 
+# Each continuous baseline searches one start as a generator: it yields the designs it wants scored and is sent
+# their OracleResult, and returns its SeedSearchLog. :func:`_run_alone` drives one search at a time (each start
+# behind its own BudgetedOracle); :func:`_run_lockstep` drives many together, one oracle call per round for all of
+# them. A search sees only its own designs' scores, so both give the same tables wherever a design's score does
+# not depend on which other designs share its oracle call (the car oracle simulates each geometry on its own);
+# lockstep only changes how many oracle calls the designs are cut into, which is what a GPU oracle pays for.
+def _cmaes_seed(designer: Any, seed_design: Any, seed_score: float, index: int, share: int, x0: np.ndarray,
+                sigma: float, seed: int, repair_penalty: float, infeasible_penalty: float):
+    import torch
+
+    es = CMAES(x0, sigma, np.random.default_rng([seed, index]))
+    seed_key = designer.key(seed_design)
+    known: dict[str, float] = {}
+    log = SeedSearchLog(index)
+    remaining = share
+    while remaining > 0 and es.generation < 50 * max(share, 1):
+        x = es.ask()
+        repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
+        repaired = getattr(designer, "discretize", lambda t: t)(repaired)
+        distance = ((x - repaired.numpy().astype(float)) ** 2).sum(axis=1)
+        designs = designer.decode(repaired)
+        keys = [designer.key(d) for d in designs]
+        report = designer.constraints(designs, [seed_design] * len(designs))
+        values = np.full(len(designs), float(seed_score) - infeasible_penalty)
+        fresh = [j for j, k in enumerate(keys) if report.satisfied[j] and k != seed_key and k not in known
+                 and k not in keys[:j]]
+        fresh = fresh[:remaining]
+        log.proposals += len(designs)
+        log.checked += len(designs)
+        log.feasible += int(report.satisfied.sum())
+        if fresh:
+            result = yield [designs[j] for j in fresh]
+            remaining -= len(fresh)
+            log.designs += [keys[j] for j in fresh]
+            log.scores += [float(s) for s in result.scores]
+            log.failures += list(result.failures)
+            sim = report.values.get("similarity", np.full(len(designs), np.nan))
+            log.similarity += [float(np.asarray(sim)[j]) for j in fresh]
+            for j, score, failure in zip(fresh, result.scores, result.failures):
+                known[keys[j]] = float(score) if failure is None else float(seed_score) - infeasible_penalty
+        for j, k in enumerate(keys):
+            if k in known:
+                values[j] = known[k]
+        if remaining > 0:
+            es.tell(x, values - repair_penalty * distance)
+    return log
+
+
+def _perturbation_seed(designer: Any, seed_design: Any, index: int, share: int, x0: np.ndarray, sigma: float,
+                       seed: int, batch_size: int):
+    import torch
+
+    # Not CMA-ES's stream ([seed, i]): its first generation would draw the very same perturbations.
+    rng = np.random.default_rng([seed, index, 1])
+    seed_key = designer.key(seed_design)
+    seen: set[str] = set()
+    log = SeedSearchLog(index)
+    remaining = share
+    while remaining > 0 and log.proposals < 50 * max(share, 1):
+        x = x0 + sigma * rng.standard_normal((batch_size, len(x0)))
+        repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
+        repaired = getattr(designer, "discretize", lambda t: t)(repaired)
+        designs = designer.decode(repaired)
+        keys = [designer.key(d) for d in designs]
+        report = designer.constraints(designs, [seed_design] * len(designs))
+        log.proposals += len(designs)
+        log.checked += len(designs)
+        log.feasible += int(report.satisfied.sum())
+        fresh = []
+        for j, k in enumerate(keys):
+            if k in seen or k == seed_key or not report.satisfied[j]:
+                log.duplicates += int(k in seen)
+                continue
+            seen.add(k)
+            fresh.append(j)
+        fresh = fresh[:remaining]
+        if fresh:
+            result = yield [designs[j] for j in fresh]
+            remaining -= len(fresh)
+            similarity = np.asarray(report.values.get("similarity", np.full(len(designs), np.nan)))
+            log.designs += [keys[j] for j in fresh]
+            log.scores += [float(s) for s in result.scores]
+            log.failures += list(result.failures)
+            log.similarity += [float(similarity[j]) for j in fresh]
+    return log
+
+
+def _run_alone(designer: Any, search, share: int) -> SeedSearchLog:
+    """One start's search, every request scored by the designer's oracle behind a :class:`BudgetedOracle`."""
+    oracle = BudgetedOracle(designer, share)
+    try:
+        designs = next(search)
+        while True:
+            designs = search.send(oracle(designs))
+    except StopIteration as stop:
+        return stop.value
+
+
+def _run_lockstep(designer: Any, searches: list, shares: list[int]) -> list[SeedSearchLog]:
+    """Many searches at once: each round, every unfinished search's request goes into one oracle call."""
+    from designers.base import OracleResult
+
+    logs: list[SeedSearchLog | None] = [None] * len(searches)
+    pending: dict[int, list[Any]] = {}
+    used = [0] * len(searches)
+
+    def advance(k: int, result: OracleResult | None) -> None:
+        try:
+            pending[k] = next(searches[k]) if result is None else searches[k].send(result)
+        except StopIteration as stop:
+            logs[k] = stop.value
+
+    for k in range(len(searches)):
+        advance(k, None)
+    while pending:
+        order = sorted(pending)
+        requests = [pending.pop(k) for k in order]
+        for k, designs in zip(order, requests):
+            used[k] += len(designs)
+            if used[k] > shares[k]:
+                raise BudgetExceeded(f"search {k} asked for {used[k]} oracle calls, {shares[k]} allowed")
+        before = designer.oracle_calls
+        result = designer.oracle([d for designs in requests for d in designs])
+        assert designer.oracle_calls - before == sum(map(len, requests))
+        start = 0
+        for k, designs in zip(order, requests):
+            part = slice(start, start + len(designs))
+            start += len(designs)
+            advance(k, OracleResult(result.scores[part], list(result.failures[part]),
+                                    {name: values[part] for name, values in result.extras.items()}))
+    return logs  # type: ignore[return-value]
+
+
+def _continuous_table(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, logs: list[SeedSearchLog],
+                      counters: tuple[str, ...]) -> pd.DataFrame:
+    rows = [pd.DataFrame({
+        "seed_index": log.seed_index, "seed": designer.key(seeds[log.seed_index]), "design": log.designs,
+        "true_score": log.scores, "oracle_failure": log.failures, "similarity": log.similarity,
+        "seed_score": float(seed_scores[log.seed_index]), "call": np.arange(1, len(log.designs) + 1),
+    }) for log in logs]
+    table = pd.concat(rows, ignore_index=True)
+    table.attrs.update({name: sum(getattr(log, name) for log in logs) for name in counters})
+    return table
+
+
+_CMAES_COUNTERS = ("proposals", "checked", "feasible")
+_PERTURBATION_COUNTERS = ("proposals", "checked", "feasible", "duplicates")
+
+
 def cmaes_search(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, budget: int, sigma: float = 0.1,
                  seed: int = 0, repair_penalty: float = 10.0, infeasible_penalty: float = 1.0) -> pd.DataFrame:
     """CMA-ES per seed on a continuous designer's box encoding (cars: 12 numbers in [0, 1]), started at the seed.
@@ -408,59 +557,16 @@ def cmaes_search(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, b
     that violates the user's constraints or equals its seed costs no oracle call and is told
     ``seed_score − infeasible_penalty``; a repeated design is told its known score. The budget is shared over
     the seeds as in :func:`run_baseline`, each seed's calls capped by :class:`BudgetedOracle`; the table has the
-    same columns.
+    same columns. The seeds are searched one after the other (:func:`continuous_baseline_lockstep` searches
+    them, and several searcher seeds, together).
     """
-    import torch
-
     if not len(seeds):
         raise ValueError("no seeds to search from")
-    rows, counters = [], {"proposals": 0, "checked": 0, "feasible": 0}
     x0 = designer.encode(list(seeds)).numpy().astype(float)
-    for i, share in enumerate(share_budget(budget, len(seeds))):
-        oracle = BudgetedOracle(designer, share)
-        es = CMAES(x0[i], sigma, np.random.default_rng([seed, i]))
-        seed_key = designer.key(seeds[i])
-        known: dict[str, float] = {}
-        log = SeedSearchLog(i)
-        while oracle.remaining > 0 and es.generation < 50 * max(share, 1):
-            x = es.ask()
-            repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
-            repaired = getattr(designer, "discretize", lambda t: t)(repaired)
-            distance = ((x - repaired.numpy().astype(float)) ** 2).sum(axis=1)
-            designs = designer.decode(repaired)
-            keys = [designer.key(d) for d in designs]
-            report = designer.constraints(designs, [seeds[i]] * len(designs))
-            values = np.full(len(designs), float(seed_scores[i]) - infeasible_penalty)
-            fresh = [j for j, k in enumerate(keys) if report.satisfied[j] and k != seed_key and k not in known
-                     and k not in keys[:j]]
-            fresh = fresh[: oracle.remaining]
-            log.proposals += len(designs)
-            log.checked += len(designs)
-            log.feasible += int(report.satisfied.sum())
-            if fresh:
-                result = oracle([designs[j] for j in fresh])
-                log.designs += [keys[j] for j in fresh]
-                log.scores += [float(s) for s in result.scores]
-                log.failures += list(result.failures)
-                sim = report.values.get("similarity", np.full(len(designs), np.nan))
-                log.similarity += [float(np.asarray(sim)[j]) for j in fresh]
-                for j, score, failure in zip(fresh, result.scores, result.failures):
-                    known[keys[j]] = float(score) if failure is None else float(seed_scores[i]) - infeasible_penalty
-            for j, k in enumerate(keys):
-                if k in known:
-                    values[j] = known[k]
-            if oracle.remaining > 0:
-                es.tell(x, values - repair_penalty * distance)
-        for name in counters:
-            counters[name] += getattr(log, name)
-        rows.append(pd.DataFrame({
-            "seed_index": i, "seed": seed_key, "design": log.designs, "true_score": log.scores,
-            "oracle_failure": log.failures, "similarity": log.similarity, "seed_score": float(seed_scores[i]),
-            "call": np.arange(1, len(log.designs) + 1),
-        }))
-    table = pd.concat(rows, ignore_index=True)
-    table.attrs.update(counters)
-    return table
+    logs = [_run_alone(designer, _cmaes_seed(designer, seeds[i], float(seed_scores[i]), i, share, x0[i], sigma,
+                                             seed, repair_penalty, infeasible_penalty), share)
+            for i, share in enumerate(share_budget(budget, len(seeds)))]
+    return _continuous_table(designer, seeds, seed_scores, logs, _CMAES_COUNTERS)
 
 
 def random_perturbation_search(designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray, budget: int,
@@ -471,54 +577,47 @@ def random_perturbation_search(designer: Any, seeds: Sequence[Any], seed_scores:
     ``x_seed + σ·z``, z standard normal (σ = CMA-ES's σ₀), repaired by ``designer.project`` (and
     ``discretize``, so the key is the blueprint the oracle scores). Constraint violations, the seed itself and
     repeats cost no oracle call; the rest are scored ``batch_size`` at a time (16: CMA-ES's 11 per generation
-    padded to the car oracle's compiled chunk). Budget sharing, counters and table columns as
-    :func:`run_baseline`.
+    padded to the car oracle's compiled chunk). The designs scored do not depend on ``batch_size`` (proposals are
+    drawn from one stream and taken in order); only the number of oracle calls they are cut into does. Budget
+    sharing, counters and table columns as :func:`run_baseline`.
     """
-    import torch
-
     if not len(seeds):
         raise ValueError("no seeds to search from")
-    rows, counters = [], {"proposals": 0, "checked": 0, "feasible": 0, "duplicates": 0}
     x0 = designer.encode(list(seeds)).numpy().astype(float)
-    for i, share in enumerate(share_budget(budget, len(seeds))):
-        # Not CMA-ES's stream ([seed, i]): its first generation would draw the very same perturbations.
-        rng = np.random.default_rng([seed, i, 1])
-        oracle = BudgetedOracle(designer, share)
-        seed_key = designer.key(seeds[i])
-        seen: set[str] = set()
-        log = SeedSearchLog(i)
-        while oracle.remaining > 0 and log.proposals < 50 * max(share, 1):
-            x = x0[i] + sigma * rng.standard_normal((batch_size, x0.shape[1]))
-            repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
-            repaired = getattr(designer, "discretize", lambda t: t)(repaired)
-            designs = designer.decode(repaired)
-            keys = [designer.key(d) for d in designs]
-            report = designer.constraints(designs, [seeds[i]] * len(designs))
-            log.proposals += len(designs)
-            log.checked += len(designs)
-            log.feasible += int(report.satisfied.sum())
-            fresh = []
-            for j, k in enumerate(keys):
-                if k in seen or k == seed_key or not report.satisfied[j]:
-                    log.duplicates += int(k in seen)
-                    continue
-                seen.add(k)
-                fresh.append(j)
-            fresh = fresh[: oracle.remaining]
-            if fresh:
-                result = oracle([designs[j] for j in fresh])
-                similarity = np.asarray(report.values.get("similarity", np.full(len(designs), np.nan)))
-                log.designs += [keys[j] for j in fresh]
-                log.scores += [float(s) for s in result.scores]
-                log.failures += list(result.failures)
-                log.similarity += [float(similarity[j]) for j in fresh]
-        for name in counters:
-            counters[name] += getattr(log, name)
-        rows.append(pd.DataFrame({
-            "seed_index": i, "seed": seed_key, "design": log.designs, "true_score": log.scores,
-            "oracle_failure": log.failures, "similarity": log.similarity, "seed_score": float(seed_scores[i]),
-            "call": np.arange(1, len(log.designs) + 1),
-        }))
-    table = pd.concat(rows, ignore_index=True)
-    table.attrs.update(counters)
-    return table
+    logs = [_run_alone(designer, _perturbation_seed(designer, seeds[i], i, share, x0[i], sigma, seed, batch_size),
+                       share)
+            for i, share in enumerate(share_budget(budget, len(seeds)))]
+    return _continuous_table(designer, seeds, seed_scores, logs, _PERTURBATION_COUNTERS)
+
+
+def continuous_baseline_lockstep(method: str, designer: Any, seeds: Sequence[Any], seed_scores: np.ndarray,
+                                 budget: int, searcher_seeds: Sequence[int], sigma: float = 0.1,
+                                 batch_size: int | None = None) -> list[pd.DataFrame]:
+    """``cmaes`` or ``random`` (perturbations) on a continuous designer, for every searcher seed in
+    ``searcher_seeds`` (the repeats) and every start at once: one oracle call per round (a CMA-ES generation, a
+    batch of random proposals) for all of them. Returns one table per searcher seed, equal to
+    ``run_baseline(method, …, BaselineConfig(seed=s))`` when the oracle scores each design independently of the
+    others in its call; it only cuts the same designs into far fewer oracle calls (for an oracle that costs per
+    call, such as the car's on a GPU). ``batch_size``: random proposals per round (default: the start's share,
+    so most starts need one or two rounds)."""
+    if method not in ("cmaes", "random"):
+        raise ValueError(f"lockstep runs cmaes or random on a continuous designer, not {method!r}")
+    if not len(seeds):
+        raise ValueError("no seeds to search from")
+    x0 = designer.encode(list(seeds)).numpy().astype(float)
+    shares = share_budget(budget, len(seeds))
+    searches, all_shares = [], []
+    for s in searcher_seeds:
+        for i, share in enumerate(shares):
+            if method == "cmaes":
+                searches.append(_cmaes_seed(designer, seeds[i], float(seed_scores[i]), i, share, x0[i], sigma, s,
+                                            10.0, 1.0))
+            else:
+                searches.append(_perturbation_seed(designer, seeds[i], i, share, x0[i], sigma, s,
+                                                   batch_size or max(16, share)))
+            all_shares.append(share)
+    logs = _run_lockstep(designer, searches, all_shares)
+    counters = _CMAES_COUNTERS if method == "cmaes" else _PERTURBATION_COUNTERS
+    n = len(seeds)
+    return [_continuous_table(designer, seeds, seed_scores, logs[r * n:(r + 1) * n], counters)
+            for r in range(len(searcher_seeds))]

@@ -129,7 +129,7 @@ def test_cma_es_on_cars_stays_within_the_budget_and_the_feasible_set():
 
 
 @pytest.mark.slow
-def test_the_flow_runs_cma_es_on_car_seeds(tmp_path, prefect_api):
+def test_the_flow_runs_cma_es_and_random_search_on_car_seeds(tmp_path, prefect_api):
     from flows.baselines import BaselineParameters, baselines
     from flows.parameters import DataParameters, DesignerParameters
 
@@ -137,8 +137,9 @@ def test_the_flow_runs_cma_es_on_car_seeds(tmp_path, prefect_api):
         designer=DesignerParameters(name="car", resolution="smoke", compile=False),
         data=DataParameters(n_labelled=10, n_unlabelled=0, n_seed_pool=6, n_seeds=2, oracle_batch_size=16),
         budget=4, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert params.methods == ("cmaes",)
+    assert params.methods == ("cmaes", "random")
     summary = baselines(params)
-    result = summary["methods"]["cmaes"]
-    assert result["oracle_calls"] == result["oracle_calls_counted_by_designer"] == 4
-    assert result["n_seeds"] == 2 and 0 <= result["success_rate"] <= 1
+    for method in ("cmaes", "random"):
+        result = summary["methods"][method]
+        assert result["oracle_calls"] == result["oracle_calls_counted_by_designer"] == 4
+        assert result["n_seeds"] == 2 and 0 <= result["success_rate"] <= 1

@@ -108,6 +108,9 @@ def test_invalid_seed_lines_are_named_and_the_rest_proceed(tmp_path, prefect_api
     [
         (["--defenses", "none,madry"], "choose from none, fgsm, pgd, vat"),
         (["--designer", "boat"], "choose one of molecule, car"),
+        (["--designer", "boat", "--objective", "qed"], "choose one of molecule, car"),
+        (["--designer", "car", "--objective", "qed"], "--objective is a molecule option; --designer car does not"),
+        (["--similarity", "0.6", "--resolution", "fine"], "--resolution is a car option; --designer molecule"),
         (["--tracking-uri", "http://127.0.0.1:9/"], "unreachable"),
         (["--tracking-uri", "sqlite:////no/such/folder/m.db"], "does not exist"),
         (["--seeds", "/no/such/seeds.smi"], "seeds file /no/such/seeds.smi not found"),
