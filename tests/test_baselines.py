@@ -112,18 +112,19 @@ def test_cma_es_finds_the_optimum_of_a_quadratic():
     assert np.abs(es.mean - target).max() < 1e-3
 
 
-def test_cma_es_on_cars_stays_within_the_budget_and_the_feasible_set():
+@pytest.mark.parametrize("method", ["cmaes", "random"])
+def test_car_baselines_stay_within_the_budget_and_the_feasible_set(method):
     from designers.car import CarDesigner
 
     designer = CarDesigner(resolution="smoke", compile=False, threads=1, max_change_from_seed_m=0.3)
     seeds = designer.sample(2, np.random.default_rng(0))
     scores = designer.oracle(seeds).scores
     designer.oracle_calls = 0
-    table = run_baseline("cmaes", designer, seeds, scores, budget=5, config=BaselineConfig(seed=2))
+    table = run_baseline(method, designer, seeds, scores, budget=5, config=BaselineConfig(seed=3))
     assert designer.oracle_calls == len(table) == 5 and table.groupby("seed_index").size().tolist() == [3, 2]
+    assert table.groupby("seed_index")["call"].apply(list).tolist() == [[1, 2, 3], [1, 2]]
     designs = [designer.parse(k) for k in table["design"]]
-    report = designer.constraints(designs, [seeds[i] for i in table["seed_index"]])
-    assert report.satisfied.all()
+    assert designer.constraints(designs, [seeds[i] for i in table["seed_index"]]).satisfied.all()
     assert (table["design"] != table["seed"]).all()
     assert baseline_metrics(table, scores, 5)["oracle_calls"] == 5
 
