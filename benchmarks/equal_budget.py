@@ -47,10 +47,25 @@ and 1000 do not fit on a 2-core CPU. The results JSON records the wall time and 
 ``--output-dir`` the JSON is rewritten after every method and repeat (``"complete": false`` until the end), so a
 long car run that is stopped keeps what it measured.
 
+**On a GPU machine without Prefect or MLflow** (a bare machine with torch, numpy, scipy, pandas and pydantic):
+``--no-orchestration`` labels by calling ``designer.oracle`` directly (no Prefect tasks, no cache), trains with the
+pure-torch trainer the campaign's task wraps (:func:`tasks.pure_stages.train_surrogate`) and logs nothing to MLflow
+(the JSON says ``"orchestration": "none"``); the data, seeds, surrogates and curves are the same functions'.
+``--device cuda`` runs the car's flow oracle on the GPU, ``--max-batch`` blueprints per simulated chunk (the
+surrogates are trained and searched on the CPU: 12 inputs, a few hundred points). A GPU oracle costs per call,
+not per blueprint (the coarse lattice is launch-bound: a chunk of 1 or 256 takes about the same time), so
+``--lockstep`` runs each black-box baseline's starts and repeats together, one oracle call per CMA-ES generation
+(or per batch of random proposals) for all of them (:func:`tasks.baselines.continuous_baseline_lockstep`): the
+same designs and scores as one by one, in far fewer calls. The JSON records the device, torch version, the oracle
+calls' count and time::
+
+    python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
+        --checkpoints 100,300,1000 --restarts 32 --baselines random,cmaes --output-dir "$OUT"
+
     python benchmarks/equal_budget.py [--domain molecule|car] [--repeats 3] [--n-seeds N] [--checkpoints 100,300,1000]
         [--restarts N] [--restart-radius R] [--restart-fraction F] [--defenses none,fgsm,vat]
         [--baselines tpe,random] [--max-calls tpe=100] [--charge-labelling] [--output-dir benchmarks/results]
-        [--no-plot] [--tracking-uri URI]
+        [--no-plot] [--tracking-uri URI] [--device cpu|cuda] [--max-batch N] [--no-orchestration] [--lockstep]
 """
 
 from __future__ import annotations
@@ -119,6 +134,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", help="write equal_budget_<domain>.json (and .png) here")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--tracking-uri", help="MLflow store (default: a throw-away one)")
+    parser.add_argument("--device", help="car: where the flow oracle runs (cpu, cuda; default: cuda if available)")
+    parser.add_argument("--max-batch", type=int, help="car: blueprints simulated together (default: the "
+                        "designer's, 32; on a GPU take ~1024)")
+    parser.add_argument("--no-orchestration", action="store_true",
+                        help="no Prefect, no MLflow: label with designer.oracle, train with the pure trainer")
+    parser.add_argument("--lockstep", action="store_true", help="car: run each black-box baseline's starts and "
+                        "repeats together, one oracle call per round for all (same results, fewer calls)")
     args = parser.parse_args(argv)
     defaults = DOMAIN_DEFAULTS[args.domain]
     args.n_seeds = args.n_seeds or defaults["n_seeds"]
@@ -138,6 +160,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else defaults["baselines"]
     if args.repeats < 1 or args.n_seeds < 1 or min(args.checkpoints) < 1:
         parser.error("--repeats, --n-seeds and every checkpoint must be ≥ 1")
+    if args.domain != "car" and (args.lockstep or args.device or args.max_batch):
+        parser.error("--lockstep, --device and --max-batch are car options")
+    if args.lockstep and set(args.baselines) - {"cmaes", "random"}:
+        parser.error("--lockstep runs the cmaes and random baselines only")
     return args
 
 
@@ -231,7 +257,7 @@ def summarise(per_repeat: list[dict[str, Any]], checkpoints) -> dict[str, Any]:
                                      "std": None if missing else float(np.std(values)), "per_repeat": values}
     for name in ("oracle_calls", "calls_per_seed_min", "calls_per_seed_mean", "wall_seconds"):
         out[name] = [r[name] for r in per_repeat]
-    for name in ("candidates_per_seed_min", "candidates_per_seed_mean", "validation_r2"):
+    for name in ("candidates_per_seed_min", "candidates_per_seed_mean", "validation_r2", "lockstep_wall_seconds"):
         if name in per_repeat[0]:
             out[name] = [r[name] for r in per_repeat]
     return out
@@ -268,7 +294,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark for one domain, as one Prefect flow run (the labelling and training tasks are the
-    campaign's, cached on their inputs)."""
+    campaign's, cached on their inputs); with ``--no-orchestration`` a plain function call."""
+    if args.no_orchestration:
+        return _run(args)
     from prefect import flow
 
     @flow(name=f"equal-budget-{args.domain}")
@@ -282,17 +310,32 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from designers import make_designer
-    from flows.stages import choose_seeds, prepare_data, regression_metrics, training_config
-    from tasks.baselines import BaselineConfig, run_baseline
-    from tasks.prefect_tasks import train_surrogate_task
-    from tasks.tracking import Tracker
+    from tasks.baselines import BaselineConfig, continuous_baseline_lockstep, run_baseline
+    from tasks.pure_stages import regression_metrics, training_config
+
+    if args.no_orchestration:
+        from tasks import pure_stages
+
+        prepare_data = partial(pure_stages.prepare_data, label=pure_stages.label_directly)
+        choose_seeds = partial(pure_stages.choose_seeds, label=pure_stages.label_directly)
+
+        def train(data_id, defense, *rest):  # the task's arguments; the pure trainer has no cache key
+            return pure_stages.train_surrogate(*rest)
+        tracker = NoTracker()
+    else:
+        from flows.stages import choose_seeds, prepare_data
+        from tasks.prefect_tasks import train_surrogate_task as train
+        from tasks.tracking import Tracker
+
+        tracking_uri = args.tracking_uri or f"sqlite:///{tempfile.mkdtemp(prefix='equal-budget-')}/mlflow.db"
+        tracker = Tracker(tracking_uri, "equal-budget")
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     designer_params, data_params, surrogate_params, search_params = campaign_parameters(args)
-    tracking_uri = args.tracking_uri or f"sqlite:///{tempfile.mkdtemp(prefix='equal-budget-')}/mlflow.db"
-    tracker = Tracker(tracking_uri, "equal-budget")
-    designer = make_designer(args.domain, **designer_params.settings())
+    car_settings = {k: v for k, v in (("device", args.device), ("max_batch", args.max_batch)) if v is not None}
+    designer = make_designer(args.domain, **designer_params.settings(), **car_settings)
+    oracle_log = time_oracle(designer)
     settings = {k: (",".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     parent = tracker.start_run(f"equal-budget-{args.domain}", params={
         **settings, **{f"data.{k}": v for k, v in data_params.model_dump().items()},
@@ -353,10 +396,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "wall_seconds": round(time.perf_counter() - started, 1),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "torch_threads": args.threads,
+                "orchestration": "none" if args.no_orchestration else "prefect+mlflow",
+                "torch": torch.__version__,
+                "device": device_name(designer),
+                "oracle_max_batch": getattr(designer, "max_batch", None),
+                "baselines_lockstep": args.lockstep,
+                "oracle_invocations": oracle_log["invocations"],
+                "oracle_seconds": round(oracle_log["seconds"], 1),
                 "settings": {**settings, "data": data_params.model_dump(), "search": search_params.model_dump(),
                              "surrogate": surrogate_params.model_dump(), "designer": designer_params.model_dump()},
-                "mlflow": {"tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id,
-                           "parent_run_id": parent},
+                "mlflow": None if args.no_orchestration else {
+                    "tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent},
             }
 
         def write_json(result: dict[str, Any], complete: bool) -> None:
@@ -367,7 +417,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         for repeat in range(args.repeats):
             for defense in args.defenses:
                 method_started = time.perf_counter()
-                model, _ = train_surrogate_task(
+                model, _ = train(
                     data.data_id, defense, tuple(designer.input_shape), tuple(surrogate_params.hidden),
                     training_config(surrogate_params, defense, repeat), data.x_train, data.y_train, data.x_val,
                     data.y_val, data.x_unlabelled if defense == "vat" else None, designer.lower, designer.upper)
@@ -380,12 +430,22 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                        candidates_per_seed_min=int(available.min()),
                        candidates_per_seed_mean=float(available.mean()),
                        validation_r2=regression_metrics(model, data.x_val, data.y_val)["validation_r2"])
-            for method in args.baselines:
+            for method in () if args.lockstep else args.baselines:
                 method_started = time.perf_counter()
                 calls = min(top, args.max_calls.get(method, top))
                 verified = run_baseline(method, designer, seeds.designs, seeds.scores, calls * n_seeds,
                                         BaselineConfig(max_edits=args.max_edits, seed=repeat))
                 record(method, repeat, verified, time.perf_counter() - method_started)
+        for method in args.baselines if args.lockstep else ():
+            # All repeats at once (searcher seed r for repeat r, as above); each repeat is charged an equal share
+            # of the wall time, and the whole is kept beside it.
+            method_started = time.perf_counter()
+            calls = min(top, args.max_calls.get(method, top))
+            tables = continuous_baseline_lockstep(method, designer, seeds.designs, seeds.scores, calls * n_seeds,
+                                                  list(range(args.repeats)))
+            wall = time.perf_counter() - method_started
+            for repeat, verified in enumerate(tables):
+                record(method, repeat, verified, wall / args.repeats, lockstep_wall_seconds=round(wall, 1))
 
         result = {**partial_result(), "complete": True}
         for method, summary in result["methods"].items():
@@ -411,6 +471,54 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         tracker.end_run(parent, failed=failed)
+
+
+class NoTracker:
+    """``--no-orchestration``: the :class:`tasks.tracking.Tracker` calls this script makes, logging nothing."""
+
+    uri = experiment_id = None
+
+    def start_run(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def run(self, *args: Any, **kwargs: Any):
+        from contextlib import nullcontext
+
+        return nullcontext(None)
+
+    def __getattr__(self, name: str):  # log_metrics, log_table, log_dict, log_artifact, end_run
+        return lambda *args, **kwargs: None
+
+
+def time_oracle(designer: Any) -> dict[str, float]:
+    """Count and time every call of ``designer.oracle`` (one call may be many blueprints): a GPU oracle costs per
+    call. Returns the live counters."""
+    log = {"invocations": 0, "seconds": 0.0}
+    oracle = designer.oracle
+
+    def timed(designs):
+        begun = time.perf_counter()
+        try:
+            return oracle(designs)
+        finally:
+            log["invocations"] += 1
+            log["seconds"] += time.perf_counter() - begun
+
+    designer.oracle = timed
+    return log
+
+
+def device_name(designer: Any) -> str:
+    """Where the oracle runs, as the JSON records it."""
+    import torch
+
+    device = getattr(designer, "device", None)
+    if device is None:
+        return "cpu (no device setting)"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return str(device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,12 +4,10 @@ tasks and logs through :class:`tasks.tracking.Tracker` with explicit run ids; fl
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,101 +16,16 @@ import torch
 from designers.base import Designer
 from flows.parameters import DataParameters, SearchParameters, SurrogateParameters
 from tasks.candidates import campaign_metrics, decode_trajectory, select_candidates
+from tasks import pure_stages
 from tasks.prefect_tasks import data_fingerprint, oracle_in_batches, train_surrogate_task
+# The pure cores live in tasks.pure_stages (no Prefect, no MLflow); re-exported here for the flows.
+from tasks.pure_stages import (DesignData, Seeds, read_seed_file, regression_metrics, run_logger,  # noqa: F401
+                               split_encodable, training_config)
 from tasks.search import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
 from tasks.tracking import Tracker
-from tasks.training import Defense, TrainingConfig
 
 log = logging.getLogger("advdesign")
-
-
-def run_logger():
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # outside a flow run (plain Python use of a stage)
-        return log
-
-
-@dataclass
-class Seeds:
-    designs: list[Any]
-    scores: np.ndarray
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DesignData:
-    """Labelled training/validation data, unlabelled designs for VAT, and the scored seed pool."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_unlabelled: torch.Tensor
-    pool: list[Any]
-    pool_scores: np.ndarray
-    data_id: str
-    oracle_calls: int
-
-
-def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
-    """Sample designs, label the training set and the seed pool on the oracle (batched tasks), encode them."""
-    logger = run_logger()
-    rng = np.random.default_rng(params.rng_seed)
-    designs = designer.sample(params.n_labelled + params.n_seed_pool + params.n_unlabelled, rng)
-    n_scored = params.n_labelled + params.n_seed_pool
-    result = oracle_in_batches(designer, designs[:n_scored], params.oracle_batch_size)
-    ok = result.valid
-    if (~ok).any():
-        logger.warning("%d of %d sampled designs could not be scored and are left out (first: %s)",
-                       int((~ok).sum()), n_scored, next(f for f in result.failures if f))
-    train_idx = np.flatnonzero(ok[: params.n_labelled])
-    pool_idx = params.n_labelled + np.flatnonzero(ok[params.n_labelled :])
-    x = designer.encode([designs[i] for i in train_idx])
-    y = torch.tensor(result.scores[train_idx], dtype=torch.float32)
-    n_val = max(1, int(round(0.1 * len(train_idx))))
-    unlabelled = designs[n_scored:]
-    return DesignData(
-        x_train=x[n_val:], y_train=y[n_val:], x_val=x[:n_val], y_val=y[:n_val],
-        x_unlabelled=designer.encode(unlabelled) if unlabelled else x[:0],
-        pool=[designs[i] for i in pool_idx],
-        pool_scores=result.scores[pool_idx],
-        data_id=data_fingerprint(designer.name, [str(d) for d in designs], result.scores),
-        oracle_calls=len(result),
-    )
-
-
-def read_seed_file(designer: Designer, path: str) -> tuple[list[Any], list[str]]:
-    """Parse a seed file, one design per line; each bad line becomes one error line and the rest proceed."""
-    designs, errors = [], []
-    lines = Path(path).read_text().splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            designs.append(designer.parse(line))
-        except ValueError as exc:
-            errors.append(f"{path}:{number}: {exc}")
-    return designs, errors
-
-
-def split_encodable(designer: Designer, designs: list[Any]) -> tuple[list[Any], list[str]]:
-    """The designs the surrogate's encoding can represent, and why each other one cannot be."""
-    try:
-        designer.encode(designs)
-        return designs, []
-    except ValueError:
-        keep, errors = [], []
-        for design in designs:
-            try:
-                designer.encode([design])
-                keep.append(design)
-            except ValueError as exc:
-                errors.append(str(exc))
-        return keep, errors
 
 
 def add_verified_designs(designer: Designer, data: DesignData, verified: pd.DataFrame) -> DesignData:
@@ -132,30 +45,14 @@ def add_verified_designs(designer: Designer, data: DesignData, verified: pd.Data
     )
 
 
+def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
+    """Sample designs, label the training set and the seed pool on the oracle (batched tasks), encode them."""
+    return pure_stages.prepare_data(designer, params, oracle_in_batches)
+
+
 def choose_seeds(designer: Designer, data: DesignData | None, params: DataParameters) -> Seeds:
-    """The user's seeds (scored on the oracle), or the lowest-scoring designs of the held-out pool."""
-    logger = run_logger()
-    if params.seeds_file:
-        designs, errors = read_seed_file(designer, params.seeds_file)
-        for error in errors:
-            logger.error(error)
-        designs, unrepresentable = split_encodable(designer, designs)
-        for error in unrepresentable:
-            errors.append(f"{params.seeds_file}: seed skipped: {error}")
-            logger.error(errors[-1])
-        if not designs:
-            raise ValueError(f"no usable seed in {params.seeds_file}" + (f" ({errors[0]})" if errors else " (empty)"))
-        result = oracle_in_batches(designer, designs, params.oracle_batch_size)
-        for d, failure in zip(designs, result.failures):
-            if failure:
-                errors.append(f"{params.seeds_file}: seed {designer.key(d)!r} skipped: {failure}")
-                logger.error(errors[-1])
-        keep = result.valid
-        return Seeds([d for d, k in zip(designs, keep) if k], result.scores[keep], errors)
-    if data is None or len(data.pool) == 0:
-        raise ValueError("no seeds: the seed pool is empty and no seeds file was given")
-    order = np.argsort(data.pool_scores, kind="stable")[: params.n_seeds]
-    return Seeds([data.pool[i] for i in order], data.pool_scores[order])
+    """The user's seeds (scored on the oracle, batched tasks), or the lowest-scoring designs of the held-out pool."""
+    return pure_stages.choose_seeds(designer, data, params, oracle_in_batches)
 
 
 @dataclass
@@ -165,26 +62,6 @@ class TrainedSurrogate:
     run_id: str
     model_uri: str
     metrics: dict[str, float]
-
-
-def regression_metrics(model: Surrogate, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    with torch.no_grad():
-        prediction = torch.cat([model(x[i : i + 2048]) for i in range(0, len(x), 2048)]) if len(x) else x[:0, 0]
-    residual = prediction - y
-    total = ((y - y.mean()) ** 2).sum()
-    return {
-        "validation_r2": float(1 - (residual**2).sum() / total) if total > 0 else math.nan,
-        "validation_mae": float(residual.abs().mean()),
-    }
-
-
-def training_config(params: SurrogateParameters, defense: str, seed: int) -> TrainingConfig:
-    return TrainingConfig(
-        epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, weight_decay=params.weight_decay,
-        seed=seed,
-        defense=Defense(name=defense, eps=params.eps, pgd_steps=params.pgd_steps, vat_eps=params.vat_eps,
-                        vat_weight=params.vat_weight),
-    )
 
 
 def train_and_log(

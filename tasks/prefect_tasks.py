@@ -7,7 +7,6 @@ keys and represented by a fingerprint of the data they were built from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Sequence
 
@@ -17,8 +16,9 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from designers.base import Designer, OracleResult
+from tasks.pure_stages import data_fingerprint, train_surrogate  # noqa: F401  (data_fingerprint: re-exported)
 from tasks.surrogate import Surrogate
-from tasks.training import TrainingConfig, TrainingHistory, train_model
+from tasks.training import TrainingConfig, TrainingHistory
 
 
 def designer_fingerprint(designer: Designer) -> str:
@@ -33,18 +33,6 @@ def designer_fingerprint(designer: Designer) -> str:
         if not k.startswith("_") and k not in outside and isinstance(v, (str, int, float, bool, type(None)))
     }
     return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"
-
-
-def data_fingerprint(*parts: Any) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().numpy()
-        if isinstance(part, np.ndarray):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(json.dumps(part, default=str).encode())
-    return digest.hexdigest()[:16]
 
 
 @task(
@@ -91,8 +79,6 @@ def train_surrogate_task(
     lower: float | torch.Tensor = 0.0,
     upper: float | torch.Tensor = 1.0,
 ) -> tuple[Surrogate, TrainingHistory]:
-    """Train one surrogate; cached on the data's fingerprint and the configuration."""
-    model = Surrogate(input_shape, hidden)
-    model.set_target_scale(y_train)
-    history = train_model(model, x_train, y_train, x_val, y_val, config, "regression", x_unlabelled, lower, upper)
-    return model, history
+    """Train one surrogate (:func:`tasks.pure_stages.train_surrogate`); cached on the data's fingerprint and the
+    configuration."""
+    return train_surrogate(input_shape, hidden, config, x_train, y_train, x_val, y_val, x_unlabelled, lower, upper)

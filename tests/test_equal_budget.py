@@ -70,3 +70,61 @@ def test_arguments_take_the_domain_defaults(argv, expected):
     args = equal_budget.parse_args(argv)
     for name, value in expected.items():
         assert getattr(args, name) == value
+
+
+NO_ORCHESTRATION = r"""
+import sys
+
+import numpy as np
+
+
+class Refuse:  # a bare GPU machine: neither Prefect nor MLflow can be imported
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("prefect", "mlflow", "optuna"):
+            raise ImportError(f"{name} is not installed here")
+
+
+sys.meta_path.insert(0, Refuse())
+from designers.base import OracleResult
+from designers.car import CarDesigner
+
+
+def oracle(self, designs):  # a cheap smooth stand-in for the flow: this test is about the plumbing
+    self.oracle_calls += len(designs)
+    x = self.encode(list(designs)).numpy()
+    return OracleResult(100 + 10 * np.sin(3 * x).sum(axis=1), [None] * len(designs))
+
+
+CarDesigner.oracle = oracle
+sys.argv = ["equal_budget.py"] + sys.argv[1:]
+import runpy
+
+runpy.run_path("benchmarks/equal_budget.py", run_name="__main__")
+"""
+
+
+def test_the_car_benchmark_runs_without_prefect_or_mlflow(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["--domain", "car", "--resolution", "smoke", "--n-seeds", "2", "--repeats", "2", "--checkpoints", "3,6",
+            "--epochs", "2", "--steps", "4", "--restarts", "2", "--device", "cpu", "--max-batch", "64",
+            "--no-orchestration", "--lockstep", "--baselines", "random,cmaes", "--no-plot",
+            "--output-dir", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-c", NO_ORCHESTRATION, *argv], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "equal_budget_car.json").read_text())
+    assert result["complete"] and result["orchestration"] == "none" and result["mlflow"] is None
+    assert result["device"] == "cpu" and result["oracle_max_batch"] == 64 and result["baselines_lockstep"]
+    assert set(result["methods"]) == {"gradient/none", "gradient/fgsm", "gradient/vat", "random", "cmaes"}
+    for method, summary in result["methods"].items():
+        assert summary["oracle_calls"] == [12, 12], method  # 6 calls for each of 2 starts, in each repeat
+        assert all(v >= 0 for v in summary["improvement"]["6"]["per_repeat"])
+    assert len(result["methods"]["cmaes"]["lockstep_wall_seconds"]) == 2
+    labels = result["labelling_calls"] + result["seed_pool_calls"]
+    assert result["oracle_calls_total"] == labels + 5 * 2 * 12
+    # Lockstep: both repeats' CMA-ES and random searches share their oracle calls.
+    assert result["oracle_invocations"] < 1 + 3 * 2 + 2 * 2 * 2 * 6
