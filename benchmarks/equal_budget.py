@@ -42,7 +42,9 @@ randomness, not over data.
 Sizes. ``--domain molecule`` (the default, what ``make bench`` runs): the quick campaign's data (3,000 labelled),
 10 starts, C = 100, 300, 1000 (TPE capped at 100, see ``DOMAIN_DEFAULTS``). ``--domain car``: a blueprint costs
 ~1 s on the coarse lattice, so the car defaults are 2 starts and C = 10, 30, 50 (1,500 blueprints in all); C = 300
-and 1000 do not fit on a 2-core CPU. The results JSON records the wall time and load average it was measured at.
+and 1000 do not fit on a 2-core CPU. On one H200 the command below measured C = 100, 300, 1000 (2 starts, 3
+repeats, 32 restarts so that gradient search meets ≥ 1,000 candidates per start; 30,256 blueprints in 102 oracle
+calls, 235 s: ``benchmarks/results/equal_budget_car_gpu.json``). The results JSON records the wall time and load average it was measured at.
 ``--resolution smoke`` is for plumbing checks only (its ranking is not validated; the JSON says so). With
 ``--output-dir`` the JSON is rewritten after every method and repeat (``"complete": false`` until the end), so a
 long car run that is stopped keeps what it measured.
