@@ -76,7 +76,8 @@ def equal_budget(result: dict[str, Any], title: str) -> str:
         spent = sum(m["calls_per_seed_mean"]) / len(m["calls_per_seed_mean"])
         r2 = m.get("validation_r2")
         rows.append([method, *cells, f"{spent:.0f}", "" if r2 is None else f"{sum(r2) / len(r2):.2f}"])
-    where = result.get("device") or f"CPU, torch threads: {result.get('torch_threads', '?')}"
+    device = result.get("device") or "cpu"
+    where = device if device.startswith("cuda") else f"CPU, torch threads: {result.get('torch_threads', '?')}"
     return (f"**{title}** ({result['n_seeds']} starts × {result['repeats']} repeats, improvement in "
             f"{result['score_unit']} at C oracle calls **per start**, mean ± std over repeats; labelling "
             f"({result['labelling_calls']:,} calls, shared by every start) "
