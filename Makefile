@@ -44,7 +44,7 @@ bench: venv  ## benchmarks 1-3 into benchmarks/results/, then the README's table
 	$(BIN)/python benchmarks/report.py --readme README.md
 
 bench-oracles: venv  ## oracle and solver measurements, printed as JSON (lbmpy's comparison needs lbmpy)
-	for script in molecule_pipeline lbm_throughput car_resolution; do \
+	for script in molecule_pipeline lbm_throughput car_resolution car_oracle_memory; do \
 		echo "# $$script"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 serve: venv  ## serve the deployments of prefect.yaml on a process work pool (needs `prefect server start`)
