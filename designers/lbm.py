@@ -316,15 +316,13 @@ def simulate(
     # Preallocated: a list of small per-sample tensors, kept alive between the large per-step buffers, fragments
     # glibc's per-thread heaps; with several oracle threads RSS grew by ~2 GB per thread over one run.
     history = torch.empty(len(range(average_from, steps, force_every)), batch, 2, device=device, dtype=dtype)
-    n_samples = 0
     ramp_tensor = torch.zeros((), device=device, dtype=dtype)
 
     for n in range(steps):
         ramp_tensor.fill_(ramp_factor(n, ramp_steps))
         f = step_fn(f, ramp_tensor, consts)
         if n >= average_from and (n - average_from) % force_every == 0:
-            history[n_samples] = _body_force(f, gather)
-            n_samples += 1
+            history[(n - average_from) // force_every] = _body_force(f, gather)
         if (n + 1) % check_every == 0 or n + 1 == steps:
             rho = f.sum(1)
             finite = torch.isfinite(rho).flatten(1).all(1)
@@ -343,7 +341,7 @@ def simulate(
                 # Freeze the element at the far field: it no longer matters, and NaNs would slow the CPU down.
                 f = torch.where(bad.view(-1, 1, 1, 1), frozen_state.unsqueeze(0), f)
 
-    mean_force = history.mean(0) if n_samples else torch.full((batch, 2), math.nan, device=device, dtype=dtype)
+    mean_force = history.mean(0) if len(history) else torch.full((batch, 2), math.nan, device=device, dtype=dtype)
     mean_force = torch.where(alive.view(-1, 1), mean_force, torch.full_like(mean_force, math.nan))
     if device.type == "cuda":
         torch.cuda.synchronize(device)

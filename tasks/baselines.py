@@ -405,10 +405,31 @@ class CMAES:
 # them. A search sees only its own designs' scores, so both give the same tables wherever a design's score does
 # not depend on which other designs share its oracle call (the car oracle simulates each geometry on its own);
 # lockstep only changes how many oracle calls the designs are cut into, which is what a GPU oracle pays for.
-def _cmaes_seed(designer: Any, seed_design: Any, seed_score: float, index: int, share: int, x0: np.ndarray,
-                sigma: float, seed: int, repair_penalty: float, infeasible_penalty: float):
+def _proposals(designer: Any, x: np.ndarray, seed_design: Any, log: SeedSearchLog):
+    """Box points → the designs they repair to (``project``, then ``discretize``), their keys and constraint
+    report; counts them in ``log``."""
     import torch
 
+    repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
+    repaired = getattr(designer, "discretize", lambda t: t)(repaired)
+    designs = designer.decode(repaired)
+    report = designer.constraints(designs, [seed_design] * len(designs))
+    log.proposals += len(designs)
+    log.checked += len(designs)
+    log.feasible += int(report.satisfied.sum())
+    return repaired, designs, [designer.key(d) for d in designs], report
+
+
+def _log_scored(log: SeedSearchLog, keys: list[str], fresh: list[int], report: Any, result: Any) -> None:
+    similarity = np.asarray(report.values.get("similarity", np.full(len(keys), np.nan)))
+    log.designs += [keys[j] for j in fresh]
+    log.scores += [float(s) for s in result.scores]
+    log.failures += list(result.failures)
+    log.similarity += [float(similarity[j]) for j in fresh]
+
+
+def _cmaes_seed(designer: Any, seed_design: Any, seed_score: float, index: int, share: int, x0: np.ndarray,
+                sigma: float, seed: int, repair_penalty: float = 10.0, infeasible_penalty: float = 1.0):
     es = CMAES(x0, sigma, np.random.default_rng([seed, index]))
     seed_key = designer.key(seed_design)
     known: dict[str, float] = {}
@@ -416,27 +437,16 @@ def _cmaes_seed(designer: Any, seed_design: Any, seed_score: float, index: int, 
     remaining = share
     while remaining > 0 and es.generation < 50 * max(share, 1):
         x = es.ask()
-        repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
-        repaired = getattr(designer, "discretize", lambda t: t)(repaired)
+        repaired, designs, keys, report = _proposals(designer, x, seed_design, log)
         distance = ((x - repaired.numpy().astype(float)) ** 2).sum(axis=1)
-        designs = designer.decode(repaired)
-        keys = [designer.key(d) for d in designs]
-        report = designer.constraints(designs, [seed_design] * len(designs))
         values = np.full(len(designs), float(seed_score) - infeasible_penalty)
         fresh = [j for j, k in enumerate(keys) if report.satisfied[j] and k != seed_key and k not in known
                  and k not in keys[:j]]
         fresh = fresh[:remaining]
-        log.proposals += len(designs)
-        log.checked += len(designs)
-        log.feasible += int(report.satisfied.sum())
         if fresh:
             result = yield [designs[j] for j in fresh]
             remaining -= len(fresh)
-            log.designs += [keys[j] for j in fresh]
-            log.scores += [float(s) for s in result.scores]
-            log.failures += list(result.failures)
-            sim = report.values.get("similarity", np.full(len(designs), np.nan))
-            log.similarity += [float(np.asarray(sim)[j]) for j in fresh]
+            _log_scored(log, keys, fresh, report, result)
             for j, score, failure in zip(fresh, result.scores, result.failures):
                 known[keys[j]] = float(score) if failure is None else float(seed_score) - infeasible_penalty
         for j, k in enumerate(keys):
@@ -449,8 +459,6 @@ def _cmaes_seed(designer: Any, seed_design: Any, seed_score: float, index: int, 
 
 def _perturbation_seed(designer: Any, seed_design: Any, index: int, share: int, x0: np.ndarray, sigma: float,
                        seed: int, batch_size: int):
-    import torch
-
     # Not CMA-ES's stream ([seed, i]): its first generation would draw the very same perturbations.
     rng = np.random.default_rng([seed, index, 1])
     seed_key = designer.key(seed_design)
@@ -459,14 +467,7 @@ def _perturbation_seed(designer: Any, seed_design: Any, index: int, share: int, 
     remaining = share
     while remaining > 0 and log.proposals < 50 * max(share, 1):
         x = x0 + sigma * rng.standard_normal((batch_size, len(x0)))
-        repaired = designer.project(torch.as_tensor(x, dtype=torch.float32))
-        repaired = getattr(designer, "discretize", lambda t: t)(repaired)
-        designs = designer.decode(repaired)
-        keys = [designer.key(d) for d in designs]
-        report = designer.constraints(designs, [seed_design] * len(designs))
-        log.proposals += len(designs)
-        log.checked += len(designs)
-        log.feasible += int(report.satisfied.sum())
+        _, designs, keys, report = _proposals(designer, x, seed_design, log)
         fresh = []
         for j, k in enumerate(keys):
             if k in seen or k == seed_key or not report.satisfied[j]:
@@ -478,11 +479,7 @@ def _perturbation_seed(designer: Any, seed_design: Any, index: int, share: int, 
         if fresh:
             result = yield [designs[j] for j in fresh]
             remaining -= len(fresh)
-            similarity = np.asarray(report.values.get("similarity", np.full(len(designs), np.nan)))
-            log.designs += [keys[j] for j in fresh]
-            log.scores += [float(s) for s in result.scores]
-            log.failures += list(result.failures)
-            log.similarity += [float(similarity[j]) for j in fresh]
+            _log_scored(log, keys, fresh, report, result)
     return log
 
 
@@ -610,8 +607,7 @@ def continuous_baseline_lockstep(method: str, designer: Any, seeds: Sequence[Any
     for s in searcher_seeds:
         for i, share in enumerate(shares):
             if method == "cmaes":
-                searches.append(_cmaes_seed(designer, seeds[i], float(seed_scores[i]), i, share, x0[i], sigma, s,
-                                            10.0, 1.0))
+                searches.append(_cmaes_seed(designer, seeds[i], float(seed_scores[i]), i, share, x0[i], sigma, s))
             else:
                 searches.append(_perturbation_seed(designer, seeds[i], i, share, x0[i], sigma, s,
                                                    batch_size or max(16, share)))
