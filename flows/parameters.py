@@ -97,8 +97,26 @@ class SearchParameters(_Parameters):
     steps: int = Field(100, ge=1)
     step_size: float = Field(0.2, gt=0)
     eps: float = Field(float("inf"), gt=0, description="L∞ radius around the seed's encoding")
-    top_k: int = Field(5, ge=1, description="designs per seed sent to the oracle")
-    budget: int = Field(4_000, ge=0, description="oracle calls allowed for verifying one surrogate's designs")
+    top_k: int = Field(5, ge=1, description="one-shot: designs per seed sent to the oracle")
+    budget: int = Field(4_000, ge=0, description="one-shot: oracle calls allowed for verifying one surrogate's "
+                        "designs")
+    strategy: Literal["loop", "one-shot"] = Field(
+        "loop", description="loop: the design loop (gradient-ranked edits on an ensemble, verified, fine-tuned, "
+        "round after round); one-shot: one gradient trajectory per seed, its top_k verified once")
+    calls_per_seed: int = Field(100, ge=1, description="loop: oracle calls allowed per seed (a hard cap)")
+    ensemble_size: int = Field(4, ge=1, description="loop: surrogates trained with the same defense, other seeds "
+                               "and bootstraps")
+    beta: float = Field(0.0, description="loop: acquisition mean + beta*std over the ensemble (0 greedy, > 0 "
+                        "optimistic, < 0 conservative)")
+    batch_per_seed: int = Field(5, ge=1, description="loop: designs per seed sent to the oracle each round (q)")
+    proposals_per_incumbent: int = Field(256, ge=1, description="loop: edits drawn per incumbent from the "
+                                         "gradient's first-order scores")
+    population: int = Field(4, ge=1, description="loop: incumbents per seed (the seed and its best verified "
+                            "designs)")
+    temperature: float = Field(1.0, gt=0, description="loop: softmax temperature of the edit draw (in units of "
+                               "the scores' spread)")
+    max_edits: int = Field(3, ge=1, description="loop: at most this many token edits combined into one candidate")
+    finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
 
 
 class CampaignParameters(_Parameters):
