@@ -96,7 +96,8 @@ class SearchParameters(_Parameters):
         "first, measured to find 3-10x more similar designs than signed on molecules); adam")
     steps: int = Field(100, ge=1)
     step_size: float = Field(0.2, gt=0)
-    eps: float = Field(float("inf"), gt=0, description="L∞ radius around the seed's encoding")
+    eps: float | None = Field(None, gt=0, description="L∞ radius around the seed's encoding (null: no ball, the "
+                              "search moves anywhere in the design box)")
     top_k: int = Field(5, ge=1, description="one-shot: designs per seed sent to the oracle")
     budget: int = Field(4_000, ge=0, description="one-shot: oracle calls allowed for verifying one surrogate's "
                         "designs")

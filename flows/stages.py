@@ -99,7 +99,8 @@ def design_and_log(
     params: SearchParameters, oracle_batch_size: int = 1_000,
 ) -> tuple[dict[str, float | int], pd.DataFrame]:
     """Gradient search from every seed at once, oracle verification of the top candidates, and the logs."""
-    config = SearchConfig(method=params.method, steps=params.steps, step_size=params.step_size, eps=params.eps)
+    config = SearchConfig(method=params.method, steps=params.steps, step_size=params.step_size,
+                          eps=float("inf") if params.eps is None else params.eps)  # None: no ball
     tracker.log_params(run_id, {f"search.{k}": v for k, v in params.model_dump().items()})
     x0 = designer.encode(seeds.designs)
     discretize = getattr(designer, "discretize", None)

@@ -35,14 +35,32 @@ def designer_fingerprint(designer: Designer) -> str:
     return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"
 
 
+#: What one oracle call labels, in a task run's name.
+_DESIGN_NOUNS = {"molecule": "molecules", "car": "car blueprints"}
+
+
+def _label_run_name(parameters: dict[str, Any]) -> str:
+    """``label molecules 2,001–4,000``: which designs of the batch list this task run scores."""
+    designer, first, n = parameters["designer"], parameters.get("first", 0), len(parameters["designs"])
+    noun = _DESIGN_NOUNS.get(getattr(designer, "name", ""), "designs")
+    return f"label {noun} {first + 1:,}–{first + n:,}"
+
+
+def _train_run_name(parameters: dict[str, Any]) -> str:
+    """``train fgsm``: which defense this task run trains a surrogate with (``none``: undefended)."""
+    return f"train {parameters['defense_name']}"
+
+
 @task(
     name="oracle",
-    cache_policy=(INPUTS - "designer") + TASK_SOURCE,
+    cache_policy=(INPUTS - "designer" - "first") + TASK_SOURCE,
     retries=2,
     retry_delay_seconds=1,
+    task_run_name=_label_run_name,
 )
-def oracle_batch(designer: Designer, designer_id: str, designs: Sequence[Any]) -> OracleResult:
-    """Score one batch of designs on the true oracle (cached on the designer's settings and the designs)."""
+def oracle_batch(designer: Designer, designer_id: str, designs: Sequence[Any], first: int = 0) -> OracleResult:
+    """Score one batch of designs on the true oracle (cached on the designer's settings and the designs; ``first``,
+    the batch's offset in the whole list, only names the task run)."""
     return designer.oracle(list(designs))
 
 
@@ -50,7 +68,7 @@ def oracle_in_batches(designer: Designer, designs: Sequence[Any], batch_size: in
     """Submit one task per batch (they run concurrently on the flow's task runner) and join the results."""
     designer_id = designer_fingerprint(designer)
     futures = [
-        oracle_batch.submit(designer, designer_id, list(designs[i : i + batch_size]))
+        oracle_batch.submit(designer, designer_id, list(designs[i : i + batch_size]), first=i)
         for i in range(0, len(designs), batch_size)
     ]
     parts = [f.result() for f in futures]
@@ -63,7 +81,7 @@ def oracle_in_batches(designer: Designer, designs: Sequence[Any], batch_size: in
 @task(
     name="train-surrogate",
     cache_policy=(INPUTS - "x_train" - "y_train" - "x_val" - "y_val" - "x_unlabelled") + TASK_SOURCE,
-    task_run_name="train[{defense_name}]",
+    task_run_name=_train_run_name,
 )
 def train_surrogate_task(
     data_id: str,
