@@ -7,7 +7,7 @@ and never call the oracle behind the designer's back, so every oracle call is co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,46 +46,80 @@ class ConstraintReport:
         return np.array([v is None for v in self.violations], dtype=bool)
 
 
-@runtime_checkable
-class Designer(Protocol):
+class Designer:
     """A design domain: a relaxed tensor representation, its constraints and its true oracle.
+
+    The base owns the oracle's count (Design-Bench's rule): :meth:`oracle` validates, counts every design passed
+    in exactly once and calls the domain's :meth:`_oracle`, so no search algorithm and no new designer can score a
+    design without it being counted. :meth:`discretize` and :meth:`report` have defaults here, so callers never
+    ask whether a designer has them.
 
     Attributes:
         name: short identifier used on the command line and in MLflow (``"molecule"``, ``"car"``).
         input_shape: shape of one encoded design (without the batch dimension).
         lower, upper: bounds of the relaxed box the search moves in (tensors broadcastable to ``input_shape``).
         oracle_calls: number of designs scored by :meth:`oracle` so far.
-        settings_outside_oracle: optional; names of settings that never change an oracle score (constraints,
-            worker counts), left out of the cache key of oracle labels.
+        settings_outside_oracle: names of settings that never change an oracle score (constraints, worker
+            counts), left out of the cache key of oracle labels.
+        optimum: the best score any design can reach, where it is known (test problems); ``None`` otherwise.
     """
 
     name: str
     input_shape: tuple[int, ...]
-    oracle_calls: int
+    lower: float | torch.Tensor = 0.0
+    upper: float | torch.Tensor = 1.0
+    settings_outside_oracle: tuple[str, ...] = ()
+    optimum: float | None = None
+    oracle_calls: int = 0
+
+    def oracle(self, designs: Sequence[Any]) -> OracleResult:
+        """Score designs with the true objective (higher is better); every design passed in counts once."""
+        designs = list(designs)
+        self.oracle_calls += len(designs)
+        result = self._oracle(designs)
+        if len(result) != len(designs) or len(result.failures) != len(designs):
+            raise RuntimeError(f"{self.name} oracle returned {len(result)} scores for {len(designs)} designs")
+        return result
+
+    def _oracle(self, designs: list[Any]) -> OracleResult:
+        raise NotImplementedError
 
     def sample(self, n: int, rng: np.random.Generator) -> list[Any]:
         """Draw ``n`` designs from the designer's data distribution."""
+        raise NotImplementedError
 
     def encode(self, designs: Sequence[Any]) -> torch.Tensor:
-        """Designs → tensor of shape ``(n, *input_shape)``."""
+        """Designs → tensor of shape ``(n, *input_shape)``; raises ``ValueError`` naming what cannot be encoded."""
+        raise NotImplementedError
 
     def decode(self, x: torch.Tensor) -> list[Any]:
         """Tensor (possibly relaxed, off the data manifold) → the nearest concrete designs."""
+        raise NotImplementedError
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """Map any tensor back onto the feasible set of the relaxed representation."""
+        return x
 
-    def oracle(self, designs: Sequence[Any]) -> OracleResult:
-        """Score designs with the true objective (higher is better). Counts every call."""
+    def discretize(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The concrete point a relaxed tensor decodes to (the identity for continuous designs)."""
+        return x
 
     def constraints(self, designs: Sequence[Any], seeds: Sequence[Any]) -> ConstraintReport:
         """Check each design against the user's constraints, relative to its own seed (``seeds[i]``)."""
+        return ConstraintReport([None] * len(designs))
+
+    def report(self, designs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Side quantities shown beside the objective in tables (never steering a search, never counted)."""
+        return {}
 
     def key(self, design: Any) -> str:
         """A canonical text form: equal designs have equal keys (de-duplication, tables, caching)."""
+        return str(design)
 
     def parse(self, text: str) -> Any:
         """The inverse of :meth:`key`; raises ``ValueError`` naming the culprit on bad input."""
+        raise NotImplementedError
 
     def render(self, pairs: Sequence[tuple[Any, Any]], path: str, captions: Sequence[str] | None = None) -> None:
         """Draw (seed, design) pairs side by side into a PNG at ``path``."""
+        raise NotImplementedError

@@ -33,7 +33,7 @@ import torch
 from scipy.interpolate import PchipInterpolator
 from scipy.optimize import linprog
 
-from designers.base import ConstraintReport, OracleResult
+from designers.base import ConstraintReport, Designer, OracleResult
 from designers.lbm import FlowProblem, simulate
 
 AIR_DENSITY = 1.225  # kg/m³
@@ -122,7 +122,7 @@ def top_speed(power_w: np.ndarray, drag_area_m2: np.ndarray, rolling_force_n: np
     return v
 
 
-class CarDesigner:
+class CarDesigner(Designer):
     """Car side-profile design domain (see the module docstring; the flow is 2-D, a model of a car).
 
     Args:
@@ -599,13 +599,12 @@ class CarDesigner:
                 lift[start + j] = float(result.force[j, 1]) * scale
                 failures[start + j] = result.failures[j]
 
-    def oracle(self, designs: Sequence[CarBlueprint]) -> OracleResult:
+    def _oracle(self, designs: list[CarBlueprint]) -> OracleResult:
         """Top speed in km/h (higher is better) of every design; infeasible or non-finite blueprints and diverged
         flows get NaN and a reason, the rest of the batch is scored in one batched simulation. Every design passed
         in counts as one oracle call. Extras (SI units): ``C_D``, ``C_L`` (2-D, a model of a car), ``A`` frontal
         area m², ``m`` mass kg, ``v`` top speed m/s, ``drag_area`` C_D·A m², ``power_residual`` W of the balance."""
         n = len(designs)
-        self.oracle_calls += n
         failures: list[str | None] = [self.violations(d) for d in designs]
         valid = [i for i, f in enumerate(failures) if f is None]
         extras = {k: np.full(n, np.nan) for k in ("C_D", "C_L", "A", "m", "v", "drag_area", "power_residual")}

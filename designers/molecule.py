@@ -18,7 +18,7 @@ import selfies as sf
 import torch
 
 from designers import chem
-from designers.base import ConstraintReport, OracleResult
+from designers.base import ConstraintReport, Designer, OracleResult
 from designers.data import VOCABULARY_FILE, moses_train_csv
 
 PAD = "[nop]"
@@ -35,7 +35,7 @@ def _vocabulary() -> tuple[tuple[str, ...], int]:
     return (PAD, *data["alphabet"]), int(data["max_length"])
 
 
-class MoleculeDesigner:
+class MoleculeDesigner(Designer):
     """Drug-like molecules from MOSES, optimised for penalized logP or QED under a similarity constraint.
 
     Args:
@@ -138,8 +138,7 @@ class MoleculeDesigner:
         return x.clamp(0.0, 1.0)
 
     # -- oracle and constraints -----------------------------------------------------------------------------------
-    def oracle(self, designs: Sequence[str]) -> OracleResult:
-        self.oracle_calls += len(designs)
+    def _oracle(self, designs: list[str]) -> OracleResult:
         scores, failures, extras = chem.score_molecules(designs, self.objective, self.workers)
         return OracleResult(scores, failures, extras)
 
