@@ -5,20 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from designers import DESIGNERS
 from tasks.training import DEFENSES
 
 
-def _known_defense(name: str) -> str:
+def _known_defense(name: Any) -> Any:
     if name not in DEFENSES:
         raise ValueError(f"unknown defense {name!r}; choose from {', '.join(DEFENSES)}")
     return name
 
 
-#: A defense name, validated with an error that lists the choices.
-DefenseName = Annotated[str, AfterValidator(_known_defense)]
+def _known_designer(name: Any) -> Any:
+    if name not in DESIGNERS:
+        raise ValueError(f"unknown designer {name!r}; choose one of {', '.join(DESIGNERS)}")
+    return name
+
+
+#: A defense name: an enum in the JSON schema (a drop-down in Prefect's UI, choices on the command line), validated
+#: with an error that lists the choices.
+DefenseName = Annotated[Literal[DEFENSES], BeforeValidator(_known_defense)]  # type: ignore[valid-type]
+#: A design domain's name, likewise.
+DesignerName = Annotated[Literal[DESIGNERS], BeforeValidator(_known_designer)]  # type: ignore[valid-type]
 
 
 class _Parameters(BaseModel):
@@ -26,7 +35,8 @@ class _Parameters(BaseModel):
 
 
 class DesignerParameters(_Parameters):
-    name: str = Field("molecule", description=f"design domain: {', '.join(DESIGNERS)}")
+    name: DesignerName = Field("molecule", description="design domain: molecules (RDKit oracle) or car blueprints "
+                               "(lattice-Boltzmann oracle)")
     objective: Literal["plogp", "qed"] = Field("plogp", description="molecule objective (higher is better)")
     similarity_threshold: float = Field(0.4, ge=0, le=1, description="δ: minimum Tanimoto similarity to the seed")
     max_sa: float | None = Field(None, description="optional upper bound on the SA score")
@@ -42,13 +52,6 @@ class DesignerParameters(_Parameters):
                                 "slower on a loaded 2-core machine (None: torch's default)")
     max_change_from_seed_m: float | None = Field(None, gt=0, description="car: largest station-height change from "
                                                  "the seed (m)")
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        if name not in DESIGNERS:
-            raise ValueError(f"unknown designer {name!r}; choose one of {', '.join(DESIGNERS)}")
-        return name
 
     def settings(self) -> dict:
         """The designer constructor's arguments: only the fields of the chosen domain."""
@@ -68,7 +71,7 @@ class DataParameters(_Parameters):
     n_seeds: int = Field(800, ge=1, description="seeds: the lowest-scoring designs of the pool (JT-VAE protocol)")
     seeds_file: str | None = Field(None, description="a file of seed designs, one per line (overrides the pool)")
     oracle_batch_size: int = Field(2_000, ge=1, description="designs per oracle task")
-    rng_seed: int = 0
+    rng_seed: int = Field(0, description="seed of data sampling, the split and training")
 
     @field_validator("seeds_file")
     @classmethod
@@ -79,23 +82,23 @@ class DataParameters(_Parameters):
 
 
 class SurrogateParameters(_Parameters):
-    hidden: tuple[int, ...] = (256, 128)
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
+    hidden: tuple[int, ...] = Field((256, 128), description="hidden-layer sizes of the MLP")
+    epochs: int = Field(15, ge=1, description="training epochs")
+    batch_size: int = Field(128, ge=1, description="minibatch size")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay")
     eps: float = Field(0.1, ge=0, description="L∞ radius of FGSM/PGD adversarial training")
-    pgd_steps: int = Field(7, ge=1)
+    pgd_steps: int = Field(7, ge=1, description="PGD steps of PGD adversarial training")
     vat_eps: float = Field(1.0, ge=0, description="L2 radius of the VAT perturbation")
-    vat_weight: float = Field(1.0, ge=0)
+    vat_weight: float = Field(1.0, ge=0, description="weight of VAT's smoothness term in the loss")
 
 
 class SearchParameters(_Parameters):
     method: Literal["signed", "l2", "adam"] = Field(
         "l2", description="signed: iterated FGSM; l2: L2-normalised gradient (flips the most promising tokens "
         "first, measured to find 3-10x more similar designs than signed on molecules); adam")
-    steps: int = Field(100, ge=1)
-    step_size: float = Field(0.2, gt=0)
+    steps: int = Field(100, ge=1, description="gradient-search steps from each seed")
+    step_size: float = Field(0.2, gt=0, description="gradient-search step length (in the method's norm)")
     eps: float | None = Field(None, gt=0, description="L∞ radius around the seed's encoding (null: no ball, the "
                               "search moves anywhere in the design box)")
     top_k: int = Field(5, ge=1, description="one-shot: designs per seed sent to the oracle")
@@ -120,14 +123,24 @@ class SearchParameters(_Parameters):
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
 
 
+#: Named starting points of a campaign: ``full`` is a real run, ``quick`` a few minutes on 2 cores (:data:`QUICK`).
+Preset = Literal["full", "quick"]
+
+
 class CampaignParameters(_Parameters):
-    designer: DesignerParameters = DesignerParameters()
-    data: DataParameters = DataParameters()
-    surrogate: SurrogateParameters = SurrogateParameters()
-    search: SearchParameters = SearchParameters()
-    defenses: tuple[DefenseName, ...] = ("none", "fgsm", "vat")
+    """A campaign's settings. Sections and fields left out take the chosen designer's defaults, then the preset's
+    (``{"preset": "quick", "data": {"rng_seed": 1}}`` is the quick campaign with another data seed)."""
+
+    preset: Preset = Field("full", description="starting point for the fields not given: full (a real run) or quick "
+                           "(small data, short training and search: a few minutes on 2 cores)")
+    designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
+    data: DataParameters = Field(DataParameters(), description="labelled data, unlabelled data and seeds")
+    surrogate: SurrogateParameters = Field(SurrogateParameters(), description="surrogate training")
+    search: SearchParameters = Field(SearchParameters(), description="design search and oracle verification")
+    defenses: tuple[DefenseName, ...] = Field(("none", "fgsm", "vat"), description="surrogate defenses compared, "
+                                              "each trained, designed with and verified")
     rounds: int = Field(1, ge=1, description="model-based loop: verified designs join the data, retrain, repeat")
-    experiment: str = "advdesign"
+    experiment: str = Field("advdesign", description="MLflow experiment name")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: the project's SQLite store)")
 
     @field_validator("defenses")
@@ -142,28 +155,33 @@ class CampaignParameters(_Parameters):
     def _designer_defaults(cls, values: Any) -> Any:
         """Fields a user, a deployment or the CLI leaves unset take the chosen designer's defaults
         (:data:`DESIGNER_DEFAULTS`): a car's 12 numbers in [0, 1] want other step sizes and radii than a
-        molecule's 55 × 27 one-hot. Fields that are set always win."""
+        molecule's 55 × 27 one-hot; with ``preset: quick``, the quick settings (:data:`QUICK`) on top. Fields that
+        are set always win, so a partial section merges onto the preset's."""
         if not isinstance(values, dict):
             return values
         designer = values.get("designer")
         name = designer.get("name") if isinstance(designer, dict) else getattr(designer, "name", None)
-        preset = DESIGNER_DEFAULTS.get(name or "molecule")
-        if not preset:
+        layers = [DESIGNER_DEFAULTS.get(name or "molecule") or {}]
+        if values.get("preset") == "quick":
+            layers.append(QUICK.get(name or "molecule") or {})
+        layers = [layer for layer in layers if layer]
+        if not layers:
             return values
         merged = dict(values)
-        for section, defaults in preset.items():
-            given = merged.get(section) or {}
-            if isinstance(given, BaseModel):
-                given = given.model_dump(include=given.model_fields_set)
-            merged[section] = {**defaults, **given}
+        for layer in reversed(layers):  # the quick preset over the designer's defaults, the given over both
+            for section, defaults in layer.items():
+                if isinstance(defaults, BaseModel):
+                    defaults = defaults.model_dump(include=defaults.model_fields_set)
+                given = merged.get(section) or {}
+                if isinstance(given, BaseModel):
+                    given = given.model_dump(include=given.model_fields_set)
+                merged[section] = {**defaults, **given}
         return merged
 
     @classmethod
     def defaults(cls, designer: str = "molecule", quick: bool = False) -> "CampaignParameters":
         """A real run's settings for ``designer``, or (``quick``) a few minutes' run on 2 CPU cores."""
-        if not quick:
-            return cls(designer=DesignerParameters(name=designer))
-        return cls(designer=DesignerParameters(name=designer), **QUICK.get(designer, QUICK["molecule"]))
+        return cls(designer=DesignerParameters(name=designer), preset="quick" if quick else "full")
 
     @classmethod
     def quick(cls, designer: str = "molecule", **overrides) -> "CampaignParameters":
