@@ -1,116 +1,113 @@
-"""``advdesign``: the command line. Each subcommand runs one Prefect flow on the embedded defaults."""
+"""advdesign: gradient-based design on adversarially robust surrogates. Each subcommand runs one Prefect flow on
+the embedded defaults (Prefect's ephemeral API, MLflow in SQLite in the project); its options are the flow's
+parameters (flows/parameters.py), so `advdesign COMMAND --help` lists every one with its default and choices."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
+import warnings
+from typing import Any
 
 from advdesign import environment
+from advdesign.options import ArgumentParser, Command, UsageError
+from advdesign.report import check_tracking, mlflow_line, number, report
+
+# --- presets: what each subcommand's parameters start from, before the flags --------------------------------
 
 
-def _add_common_options(p: argparse.ArgumentParser, search: bool = True, train: bool = True) -> None:
-    p.add_argument("--designer", default="molecule", help="design domain: molecule or car")
-    p.add_argument("--quick", action="store_true", help="small settings that finish in a few minutes on 2 cores")
-    p.add_argument("--seeds", metavar="FILE", help="seed designs, one per line (default: lowest-scoring of a pool)")
-    p.add_argument("--n-seeds", type=int, help="seeds drawn from the pool")
-    p.add_argument("--n-labelled", type=int, help="designs labelled by the oracle for training")
-    p.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT")
-    p.add_argument("--n-pool", type=int, help="held-out labelled designs the seeds are drawn from")
-    p.add_argument("--rng-seed", type=int, help="seed of data sampling and training")
-    p.add_argument("--objective", choices=["plogp", "qed"], help="molecule objective")
-    p.add_argument("--similarity", type=float, help="δ: minimum similarity to the seed (molecules)")
-    p.add_argument("--max-sa", type=float, help="upper bound on SA score (molecules)")
-    p.add_argument("--resolution", choices=["coarse", "fine", "finest"], help="flow lattice (cars; default coarse)")
-    if train:
-        p.add_argument("--epochs", type=int, help="surrogate training epochs")
-        p.add_argument("--eps", type=float, help="L∞ radius of adversarial training")
-    if search:
-        p.add_argument("--method", choices=["l2", "signed", "adam"], help="gradient-search step")
-        p.add_argument("--steps", type=int, help="gradient-search steps")
-        p.add_argument("--budget", type=int, help="oracle calls to verify each surrogate's designs")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in the project)")
-    p.add_argument("--experiment", default="advdesign", help="MLflow experiment name")
-    p.add_argument("--json", metavar="PATH", help="write the result as JSON")
-
-
-def _add_subcommands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("campaign", help="train → design → verify for several defenses, logged to MLflow")
-    _add_common_options(p)
-    p.add_argument("--defenses", default="none,fgsm,vat", help="comma-separated: none, fgsm, pgd, vat")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="model-based loop: label the new designs, add them to the data, retrain (each a nested run)")
-    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
-                   help="where tasks run: threads in this process, or a Dask cluster")
-    p.add_argument("--dask-address", help="scheduler address of a running Dask cluster (default: a local one)")
-    p = sub.add_parser("train", help="train one surrogate with one defense and register it in MLflow")
-    _add_common_options(p, search=False)
-    p.add_argument("--defense", default="fgsm", help="none, fgsm, pgd or vat")
-    p = sub.add_parser("design", help="gradient design search with a registered surrogate")
-    _add_common_options(p, train=False)
-    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm")
-
-
-#: Options only one designer reads, and which one.
-DESIGNER_OPTIONS = {"objective": "molecule", "similarity": "molecule", "max_sa": "molecule", "resolution": "car"}
-
-
-def _check_designer_options(args: argparse.Namespace) -> None:
-    """A one-line error for an option the chosen designer does not read (``--designer car --objective qed``),
-    rather than silently ignoring it."""
-    for option, owner in DESIGNER_OPTIONS.items():
-        if getattr(args, option, None) is not None and args.designer != owner:
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} is a {owner} option; --designer {args.designer} does not take it")
-
-
-def _sections(args: argparse.Namespace) -> dict:
-    """The campaign's parameter sections with the command line's overrides applied."""
+def campaign_preset(designer: str, quick: bool) -> dict[str, Any]:
     from flows.parameters import CampaignParameters
 
-    from designers import DESIGNERS
-
-    if args.designer in DESIGNERS:  # an unknown designer is reported with the choices, below
-        _check_designer_options(args)
-    # The designer's own defaults (a car's search step, sizes and radii); an unknown name is reported below.
-    base = CampaignParameters.defaults(args.designer if args.designer in DESIGNERS else "molecule", quick=args.quick)
-    sections = base.model_dump()
-    sections["designer"]["name"] = args.designer
-    updates = {
-        ("data", "seeds_file"): "seeds", ("data", "n_seeds"): "n_seeds", ("data", "n_labelled"): "n_labelled",
-        ("data", "n_unlabelled"): "n_unlabelled", ("data", "n_seed_pool"): "n_pool", ("data", "rng_seed"): "rng_seed",
-        ("surrogate", "epochs"): "epochs", ("surrogate", "eps"): "eps",
-        ("search", "method"): "method", ("search", "steps"): "steps", ("search", "budget"): "budget",
-        ("designer", "objective"): "objective", ("designer", "similarity_threshold"): "similarity",
-        ("designer", "max_sa"): "max_sa", ("designer", "resolution"): "resolution",
-    }
-    for (section, key), option in updates.items():
-        value = getattr(args, option, None)
-        if value is not None:
-            sections[section][key] = value
-    sections["experiment"] = args.experiment
-    sections["tracking_uri"] = args.tracking_uri
-    return sections
+    return CampaignParameters.defaults(designer, quick=quick).model_dump()
 
 
-def _validated(model, **values):
-    from pydantic import ValidationError
-
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+def _sections(designer: str, quick: bool, *names: str) -> dict[str, Any]:
+    values = campaign_preset(designer, quick)
+    return {name: values[name] for name in names}
 
 
-def campaign_parameters(args: argparse.Namespace):
+def train_preset(designer: str, quick: bool) -> dict[str, Any]:
+    from flows.train_surrogate import TrainParameters
+
+    return TrainParameters(**_sections(designer, quick, "designer", "data", "surrogate")).model_dump()
+
+
+def design_preset(designer: str, quick: bool) -> dict[str, Any]:
+    from flows.design_search import DesignParameters
+
+    # model_uri is required: --model always replaces this placeholder.
+    return DesignParameters(model_uri="models:/-", **_sections(designer, quick, "designer", "data", "search")
+                            ).model_dump()
+
+
+def _train_model():
+    from flows.train_surrogate import TrainParameters
+
+    return TrainParameters
+
+
+def _design_model():
+    from flows.design_search import DesignParameters
+
+    return DesignParameters
+
+
+def _campaign_model():
     from flows.parameters import CampaignParameters
 
-    sections = _sections(args)
-    sections["defenses"] = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
-    sections["rounds"] = args.rounds
-    return _validated(CampaignParameters, **sections)
+    return CampaignParameters
+
+
+# --- what the terminal shows -------------------------------------------------------------------------------------
+
+
+def objective_name(designer: Any) -> str:
+    """The quantity the oracle scores (higher is better), for a summary's header."""
+    if designer.name == "car":
+        return "top speed (km/h)"
+    return {"plogp": "penalized logP", "qed": "QED"}.get(designer.objective, designer.objective)
+
+
+def campaign_lines(summary: dict[str, Any], params: Any) -> list[str]:
+    results = summary["defenses"]
+    n_seeds = next((r["n_seeds"] for r in results.values() if "n_seeds" in r), "?")
+    rows = [f"{summary['designer']} campaign: objective {objective_name(params.designer)}, higher is better; "
+            f"{n_seeds} seeds" + (f", {params.rounds} rounds" if params.rounds > 1 else ""),
+            f"{'defense':8} {'R²':>6} {'success':>8} {'transfer':>9} {'true gain':>10} {'pred gain':>10} {'gap':>7}"]
+    for defense, r in results.items():
+        if "error" in r:
+            rows.append(f"{defense:8} failed: {r['error']}")
+            continue
+        gap = {"gap": r["predicted_improvement_mean"] - r["oracle_improvement_mean"]} if (
+            "predicted_improvement_mean" in r and "oracle_improvement_mean" in r) else {}
+        rows.append(f"{defense:8} {number(r, 'validation_r2'):>6} {number(r, 'success_rate'):>8} "
+                    f"{number(r, 'transfer_rate'):>9} {number(r, 'oracle_improvement_mean'):>10} "
+                    f"{number(r, 'predicted_improvement_mean'):>10} {number(gap, 'gap'):>7}")
+    m = summary["mlflow"]
+    rows += ["gap: predicted minus true gain (large: the search found the surrogate's errors, not better designs)",
+             f"oracle calls {summary['oracle_calls']}, {summary['wall_seconds']:.0f} s",
+             mlflow_line(m["tracking_uri"], m["parent_run_id"], m["experiment_id"])]
+    return rows
+
+
+def train_lines(result: dict[str, Any], params: Any) -> list[str]:
+    return [f"trained a {params.defense} surrogate ({params.designer.name}): validation R² "
+            f"{number(result, 'validation_r2', '.3f')}, MAE {number(result, 'validation_mae', '.3f')}",
+            f"registered as {result['model_uri']}",
+            mlflow_line(result["tracking_uri"], result["run_id"])]
+
+
+def design_lines(result: dict[str, Any], params: Any) -> list[str]:
+    return [f"designed from {result.get('n_seeds', '?')} seeds with {params.model_uri} "
+            f"(objective {objective_name(params.designer)}): {result.get('n_designs', '?')} designs verified, "
+            f"success {number(result, 'success_rate')}, transfer {number(result, 'transfer_rate')}, true gain "
+            f"{number(result, 'oracle_improvement_mean')} (predicted {number(result, 'predicted_improvement_mean')})",
+            mlflow_line(result["tracking_uri"], result["run_id"])]
+
+
+# --- running --------------------------------------------------------------------------------------------------
 
 
 def task_runner(kind: str, address: str | None):
@@ -126,82 +123,34 @@ def task_runner(kind: str, address: str | None):
     return ThreadPoolTaskRunner(max_workers=4)
 
 
-def _check_tracking(uri: str | None) -> None:
-    from tasks.tracking import check_reachable
-
-    check_reachable(environment.tracking_uri(uri))  # before Prefect starts anything
-
-
-def _write(result: dict, path: str | None) -> None:
-    text = json.dumps(result, indent=2)
-    if path:
-        Path(path).write_text(text + "\n")
-    else:
-        print(text)
-
-
-def run_campaign(args: argparse.Namespace) -> int:
-    params = campaign_parameters(args)
-    _check_tracking(params.tracking_uri)
+def run_campaign(args: argparse.Namespace, params: Any) -> int:
+    check_tracking(params.tracking_uri)
     from flows.campaign import campaign
 
     summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(params)
-    _write(summary, args.json)
-    if args.json:
-        print(_summary_lines(summary, args.json))
+    report(summary, args.json, lambda s: campaign_lines(s, params))
     return 1 if any("error" in r for r in summary["defenses"].values()) else 0
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from flows.train_surrogate import TrainParameters
-
-    s = _sections(args)
-    params = _validated(TrainParameters, designer=s["designer"], data=s["data"], surrogate=s["surrogate"],
-                        defense=args.defense, experiment=s["experiment"], tracking_uri=s["tracking_uri"])
-    _check_tracking(params.tracking_uri)
+def run_train(args: argparse.Namespace, params: Any) -> int:
+    check_tracking(params.tracking_uri)
     from flows.train_surrogate import train_surrogate
 
-    _write(train_surrogate(params), args.json)
+    report(train_surrogate(params), args.json, lambda r: train_lines(r, params))
     return 0
 
 
-def run_design(args: argparse.Namespace) -> int:
-    from flows.design_search import DesignParameters
-
-    s = _sections(args)
-    params = _validated(DesignParameters, model_uri=args.model, designer=s["designer"], data=s["data"],
-                        search=s["search"], experiment=s["experiment"], tracking_uri=s["tracking_uri"])
+def run_design(args: argparse.Namespace, params: Any) -> int:
     from tasks.tracking import check_model_exists
 
     check_model_exists(params.model_uri, params.tracking_uri)  # before Prefect starts anything
     from flows.design_search import design_search
 
-    _write(design_search(params), args.json)
+    report(design_search(params), args.json, lambda r: design_lines(r, params))
     return 0
 
 
-def _summary_lines(summary: dict, path: str) -> str:
-    rows = [f"{'defense':8} {'success':>8} {'transfer':>9} {'true gain':>10} {'pred gain':>10}"]
-    for defense, r in summary["defenses"].items():
-        if "error" in r:
-            rows.append(f"{defense:8} failed: {r['error']}")
-        else:
-            rows.append(f"{defense:8} {r['success_rate']:8.2f} {r['transfer_rate']:9.2f} "
-                        f"{r['oracle_improvement_mean']:10.2f} {r['predicted_improvement_mean']:10.2f}")
-    m = summary["mlflow"]
-    rows += [f"oracle calls {summary['oracle_calls']}, {summary['wall_seconds']:.0f} s; summary in {path}",
-             f"MLflow: {m['tracking_uri']} (experiment {m['experiment_id']}, run {m['parent_run_id']}); "
-             "browse with `make ui`"]
-    return "\n".join(rows)
-
-
-def _ui_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the project's tracking store")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--tracking-uri", help="backend store URI (default: the project's SQLite store)")
-
-
-def run_ui(args: argparse.Namespace) -> int:
+def run_ui(args: argparse.Namespace, params: Any) -> int:
     uri = environment.tracking_uri(args.tracking_uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(args.port)]
@@ -214,37 +163,83 @@ def run_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advdesign", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_subcommands(sub)
-    _ui_parser(sub)
-    try:
-        from advdesign import cli_evaluate
-    except ImportError:
-        cli_evaluate = None
-    if cli_evaluate is not None:
-        cli_evaluate.add_parser(sub)
-    from advdesign import cli_tune  # tune, baselines
+def _campaign_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
+                        help="where tasks run: threads in this process, or a Dask cluster [default threads]")
+    parser.add_argument("--dask-address", metavar="ADDRESS",
+                        help="scheduler address of a running Dask cluster [default: start a local one]")
 
-    cli_tune.add_parser(sub)
+
+def _ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=5000, help="[default 5000]")
+    parser.add_argument("--tracking-uri", metavar="URI", help="backend store URI [default: MLFLOW_TRACKING_URI or "
+                        "the project's SQLite store]")
+
+
+def commands() -> dict[str, Command]:
+    """The dispatch table: every subcommand, in the order ``advdesign --help`` lists them."""
+    from advdesign import cli_evaluate, cli_tune
+
+    return {
+        "campaign": Command(
+            "campaign", "train → design → verify for several defenses, logged to MLflow", run_campaign,
+            model=_campaign_model, preset=campaign_preset, exclude=("preset",), extra=_campaign_options,
+            description="Label data with the oracle, train one surrogate per defense, design from the seeds with "
+            "each and verify the designs on the oracle; a parent MLflow run with a nested run per defense."),
+        "train": Command("train", "train one surrogate with one defense and register it in MLflow", run_train,
+                         model=_train_model, preset=train_preset),
+        "design": Command("design", "design with a registered surrogate, verified on the oracle", run_design,
+                          model=_design_model, preset=design_preset),
+        **cli_tune.COMMANDS,
+        "evaluate": cli_evaluate.COMMAND,
+        "ui": Command("ui", "start the MLflow UI on 127.0.0.1 against the project's tracking store", run_ui,
+                      extra=_ui_options, json=False),
+    }
+
+
+def build_parser(only: str | None = None) -> ArgumentParser:
+    """The whole command line; ``only``: the options of that subcommand alone (the others' cost imports)."""
+    parser = ArgumentParser(prog="advdesign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in commands().items():
+        command.add_to(sub, options=only is None or only == name)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"campaign": run_campaign, "train": run_train, "design": run_design, "ui": run_ui}
-    try:
-        if args.command in handlers:
-            return handlers[args.command](args)
-        if args.command in ("tune", "baselines"):
-            return args.func(args)
-        from advdesign import cli_evaluate
+def campaign_parameters(args: argparse.Namespace):
+    """The campaign's validated parameters from parsed arguments (``build_parser().parse_args([...])``)."""
+    return commands()["campaign"].parameters(args)
 
-        return cli_evaluate.run(args)
+
+#: Libraries whose warnings are theirs to fix, not the user's to read.
+QUIET_LIBRARIES = ("mlflow", "prefect", "pydantic", "optuna", "torch", "sklearn", "dask", "distributed", "alembic",
+                   "sqlalchemy", "google", "rdkit", "cma", "graphene", "fastapi", "starlette", "uvicorn",
+                   "pkg_resources", "setuptools", "numpy", "pandas", "matplotlib", "scipy")
+
+
+def quiet_warnings() -> None:
+    """Library warnings (deprecations, MLflow's and Prefect's notices) stay off the terminal, in this process and
+    in the processes it starts (Dask workers); ``python -W …`` or ``PYTHONWARNINGS`` still show them."""
+    if sys.warnoptions:
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for module in QUIET_LIBRARIES:
+        warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_warnings()
+    table = commands()
+    name = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = build_parser(only=name if name in table else None).parse_args(argv)
+        return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"advdesign {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"advdesign {name if name in table else ''}: error: {message}".replace(" :", ":"), file=sys.stderr)
         return 2
 
 
