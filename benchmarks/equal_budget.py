@@ -190,7 +190,7 @@ def gradient_candidates(designer, model, seeds, search, restarts: int, radius: f
     import torch
 
     from tasks.candidates import decode_trajectory
-    from tasks.search import SearchConfig, gradient_search, random_starts
+    from tasks.search.gradient import SearchConfig, gradient_search, random_starts
 
     x0 = designer.encode(seeds.designs)
     centres, starts, origin = random_starts(x0, restarts, radius, designer.project,

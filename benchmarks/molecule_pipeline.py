@@ -45,7 +45,7 @@ def bench_search(n_seeds: int = 800, steps: int = 100) -> dict:
     import torch
 
     from designers.molecule import MoleculeDesigner
-    from tasks.search import SearchConfig, gradient_search
+    from tasks.search.gradient import SearchConfig, gradient_search
     from tasks.surrogate import Surrogate
 
     designer = MoleculeDesigner()

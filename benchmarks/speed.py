@@ -178,7 +178,7 @@ def briefly_trained_surrogate(designer, hidden: Sequence[int], n_labelled: int =
 def bench_search(batch_sizes: Sequence[int], steps: int, repeats: int) -> dict:
     from designers.molecule import MoleculeDesigner
     from flows.parameters import SurrogateParameters
-    from tasks.search import SearchConfig, gradient_search
+    from tasks.search.gradient import SearchConfig, gradient_search
     from tasks.surrogate import Surrogate
 
     designer = MoleculeDesigner()

@@ -269,6 +269,8 @@ def simulate(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     compile: bool = False,
+    kernel: str = "auto",
+    threads: int | None = None,
 ) -> FlowResult:
     """Run ``steps`` time steps of every flow in the batch and return the mean body force.
 
@@ -283,9 +285,26 @@ def simulate(
             about to go NaN, and its numbers are meaningless already).
         device: where to run (default: the device of ``problem.body``); CUDA works as is.
         dtype: float32 by default (bandwidth-bound; float64 for verification).
-        compile: ``torch.compile`` the fused step (falls back to eager if compilation fails).
+        compile: ``torch.compile`` the fused step (falls back to eager if compilation fails); torch kernel only.
+        kernel: ``"auto"`` (default): the fused numba kernel (:mod:`designers.lbm_numba`) on the CPU in float32,
+            the torch step otherwise (CUDA, float64); ``"numba"`` or ``"torch"`` to choose. Same physics, same
+            result up to float32 rounding.
+        threads: numba threads for this call (numba kernel only; torch's are set by the caller).
     """
     device = torch.device(device) if device is not None else problem.body.device
+    if kernel not in ("auto", "numba", "torch"):
+        raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+    if kernel != "torch":
+        from designers import lbm_numba
+
+        usable = device.type == "cpu" and dtype == torch.float32 and lbm_numba.available()
+        if kernel == "numba" and not usable:
+            raise ValueError("the numba kernel runs float32 on the CPU with numba installed; use kernel='torch'")
+        if usable:
+            return lbm_numba.simulate_numba(
+                problem, steps, ramp_steps=ramp_steps, average_from=average_from, force_every=force_every,
+                check_every=check_every, max_density_deviation=max_density_deviation, threads=threads,
+            )
     average_from = steps // 2 if average_from is None else average_from
     if not 0 <= average_from < steps:
         raise ValueError(f"average_from must lie in [0, steps={steps}), got {average_from}")

@@ -21,7 +21,7 @@ from tasks.prefect_tasks import data_fingerprint, oracle_in_batches, train_surro
 # The pure cores live in tasks.pure_stages (no Prefect, no MLflow); re-exported here for the flows.
 from tasks.pure_stages import (DesignData, Seeds, read_seed_file, regression_metrics, run_logger,  # noqa: F401
                                split_encodable, training_config)
-from tasks.search import SearchConfig, gradient_search
+from tasks.search.gradient import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
 from tasks.tracking import Tracker
 

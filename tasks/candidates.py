@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from designers.base import Designer
-from tasks.search import Trajectory
+from tasks.search.gradient import Trajectory
 
 
 def decode_trajectory(designer: Designer, trajectory: Trajectory, seeds: Sequence[Any]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from torch import nn
 
 from designers.car import CarDesigner
 from tasks.attacks import FGSM, PGD, prediction_loss, squared_error_loss
-from tasks.search import SearchConfig, gradient_search
+from tasks.search.gradient import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
 from tasks.training import DEFENSES, Defense, TrainingConfig, train_model
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.search import SearchConfig, gradient_search
+from tasks.search.gradient import SearchConfig, gradient_search
 
 
 class OneHotScorer(nn.Module):

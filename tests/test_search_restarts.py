@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tasks.baselines import BaselineConfig, baseline_metrics, best_so_far, run_baseline
-from tasks.search import SearchConfig, gradient_search, random_starts
+from tasks.search.gradient import SearchConfig, gradient_search, random_starts
 
 
 def one_hot(indices, v):

@@ -1,0 +1,8 @@
+"""Design search: one searcher per module behind a small ask/tell base (:mod:`tasks.search.base`), and the one
+budgeted driver that runs any of them against any designer (:mod:`tasks.search.driver`).
+
+The searchers: :mod:`~tasks.search.design_loop` (the model-based loop), :mod:`~tasks.search.one_shot` (gradient
+trajectories, the top-k verified once), and the black boxes :mod:`~tasks.search.random_edits`,
+:mod:`~tasks.search.tpe_edits`, :mod:`~tasks.search.hill_climber` (token designers) and
+:mod:`~tasks.search.cmaes`, :mod:`~tasks.search.random_gaussian` (box designers).
+"""

@@ -1,0 +1,255 @@
+"""The design loop: gradient-ranked edits on an ensemble of robust surrogates, verified, fine-tuned, every round.
+
+Per round, for every seed at once (one batched tensor):
+
+1. **Incumbents** — the seed and its best verified designs (``population`` of them).
+2. **Proposals from the gradient.** Token designers (molecules): one backward pass of the ensemble's acquisition
+   at each incumbent's one-hot gives HotFlip's first-order value of every substitution, insertion and deletion
+   (:func:`tasks.search.edits.first_order_scores`; Ebrahimi et al. 2018); edits are drawn from those scores —
+   the best ones plus a tempered sample, as Gibbs-with-Gradients draws its proposals (Grathwohl et al. 2021,
+   *Oops I Took A Gradient: Scalable Sampling for Discrete Distributions*, ICML) — and half of them are combined
+   into multi-edit candidates. Box designers (cars): L2 gradient steps of the acquisition from random points of a
+   trust region around each incumbent, plus a share of plain random points, projected onto the class rules;
+   the region's radius doubles after a round that improved the seed and halves after one that did not (TuRBO's
+   rule, Eriksson et al. 2019, *Scalable Global Optimization via Local Bayesian Optimization*, NeurIPS).
+3. **Exact scoring** — every candidate gets a forward pass of every member (batched; for one-hot rows the first
+   layer is an embedding sum, :meth:`tasks.ensemble.Ensemble.predict_tokens`).
+4. **Acquisition** — mean + β·std over the members; the best candidates per seed go to the driver, which checks
+   the constraints and verifies the top ``batch_per_seed`` on the oracle.
+5. **Update** — the verified designs join the training data and every member is fine-tuned (warm start, a few
+   epochs, the same defense) before the next round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from tasks.ensemble import Ensemble, fine_tune
+from tasks.search.base import SCORED, Proposal, SearchState, Searcher, Told, designer_kind
+from tasks.search.edits import apply_edits, edit_of, first_order_scores
+from tasks.training import TrainingConfig
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The loop's knobs (the campaign's ``search`` parameters of the same names)."""
+
+    beta: float = 0.0
+    batch_per_seed: int = 5
+    proposals_per_incumbent: int = 256
+    population: int = 4
+    temperature: float = 1.0
+    max_edits: int = 3
+    finetune_epochs: int = 3
+    #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
+    #: ones the constraints or de-duplication reject).
+    spares: int = 4
+    #: Fine-tuning replays this many original training points beside the verified designs (no forgetting).
+    replay: int = 2048
+    #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
+    radius: tuple[float, float, float] = (0.1, 0.01, 0.4)
+    seed: int = 0
+
+
+class DesignLoop(Searcher):
+    """The model-based searcher; see the module's docstring. ``training`` and ``x_train``/``y_train`` are what the
+    ensemble was trained with (its defense is reused for fine-tuning)."""
+
+    name = "loop"
+
+    def __init__(self, ensemble: Ensemble, training: TrainingConfig, x_train: torch.Tensor, y_train: torch.Tensor,
+                 config: LoopConfig = LoopConfig(), x_unlabelled: torch.Tensor | None = None,
+                 lower: float | torch.Tensor = 0.0, upper: float | torch.Tensor = 1.0) -> None:
+        self.ensemble, self.training, self.config = ensemble, training, config
+        self.x_train, self.y_train, self.x_unlabelled = x_train, y_train, x_unlabelled
+        self.lower, self.upper = lower, upper
+        self.batch_per_seed = config.batch_per_seed
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.radius: torch.Tensor | None = None
+        self._rows: dict[str, torch.Tensor] = {}
+
+    # -- ask ----------------------------------------------------------------------------------------------------
+    def ask(self, state: SearchState) -> list[Proposal]:
+        active = np.flatnonzero(state.remaining > 0)
+        incumbents, owner = [], []
+        for i in active:
+            for design, _ in state.best(int(i), self.config.population):
+                incumbents.append(design)
+                owner.append(int(i))
+        if not incumbents:
+            return []
+        self.ensemble.eval()
+        if designer_kind(state.designer) == "tokens":
+            rows, seed_of, acquisition, mean = self._token_candidates(state.designer, incumbents, torch.tensor(owner))
+            designs = None
+        else:
+            if self.radius is None:
+                self.radius = torch.full((len(state.seeds),), self.config.radius[0])
+            points, seed_of, acquisition, mean = self._box_candidates(state.designer, incumbents, torch.tensor(owner))
+            rows = points
+        return self._best_per_seed(state.designer, rows, seed_of, acquisition, mean)
+
+    def _token_candidates(self, designer: Any, incumbents: Sequence[Any], owner: torch.Tensor):
+        rows = self._token_rows(designer, incumbents)
+        vocabulary = len(designer.alphabet)
+        x = designer.one_hot(rows).requires_grad_(True)
+        self.ensemble.acquisition(x, self.config.beta).sum().backward()
+        scores = first_order_scores(x.grad, rows)
+        singles = self._draw(scores, self.config.proposals_per_incumbent - self.config.proposals_per_incumbent // 2)
+        n, k = singles.shape
+        kind, position, token = edit_of(singles, rows.shape[1], vocabulary)
+        single_rows = apply_edits(rows.repeat_interleave(k, 0), kind.reshape(-1, 1), position.reshape(-1, 1),
+                                  token.reshape(-1, 1))
+        combos = self.config.proposals_per_incumbent // 2
+        if combos and self.config.max_edits > 1 and k > 1:
+            width = min(self.config.max_edits, k)
+            pick = torch.rand((n, combos, k), generator=self.generator).argsort(dim=2)[..., :width]
+            count = torch.randint(2, width + 1, (n, combos, 1), generator=self.generator)
+            pick = torch.where(torch.arange(width)[None, None] < count, pick, pick[..., :1])  # repeats collapse
+            take = lambda t: t.gather(1, pick.reshape(n, -1)).reshape(n * combos, width)  # noqa: E731
+            ck, cp, ct = take(kind), take(position), take(token)
+            # Duplicate picks (the padding of a short combination) become no-op substitutions after the first.
+            duplicate = torch.zeros_like(ck, dtype=torch.bool)
+            duplicate[:, 1:] = (pick.reshape(n * combos, width)[:, 1:] == pick.reshape(n * combos, width)[:, :1])
+            base = rows.repeat_interleave(combos, 0)
+            ct = torch.where(duplicate, base.gather(1, cp), ct)
+            ck = torch.where(duplicate, 0, ck)
+            combo_rows = apply_edits(base, ck, cp, ct)
+            candidates = torch.cat([single_rows, combo_rows])
+            seed_of = torch.cat([owner.repeat_interleave(k), owner.repeat_interleave(combos)])
+        else:
+            candidates, seed_of = single_rows, owner.repeat_interleave(k)
+        candidates, unique_index = _unique_rows(candidates, seed_of)
+        seed_of = seed_of[unique_index]
+        predictions = self.ensemble.predict_tokens(candidates, vocabulary)
+        return candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
+
+    def _draw(self, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """``k`` edits per row: Gumbel-top-k over the scores at temperature τ·(spread of the finite scores), so
+        τ → 0 takes the k best and a larger τ explores; never an invalid (``-inf``) edit while valid ones last."""
+        finite = torch.isfinite(scores)
+        k = int(min(k, finite.sum(dim=1).max()))
+        spread = torch.where(finite, scores, torch.nan).nan_to_num(0.0).std(dim=1, keepdim=True).clamp_min(1e-8)
+        u = torch.rand(scores.shape, generator=self.generator).clamp(1e-12, 1 - 1e-12)
+        keys = scores / (self.config.temperature * spread) - torch.log(-torch.log(u))
+        return keys.topk(k, dim=1).indices
+
+    def _token_rows(self, designer: Any, designs: Sequence[Any]) -> torch.Tensor:
+        missing = [d for d in dict.fromkeys(designer.key(d) for d in designs) if d not in self._rows]
+        if missing:
+            indices, failures = designer.token_indices(missing)
+            for key, row, failure in zip(missing, indices, failures):
+                if failure is None:
+                    self._rows[key] = row
+        blank = torch.zeros(designer.input_shape[0], dtype=torch.long)
+        return torch.stack([self._rows.get(designer.key(d), blank) for d in designs])
+
+    def _box_candidates(self, designer: Any, incumbents: Sequence[Any], owner: torch.Tensor):
+        centres = designer.encode(list(incumbents)).float()
+        n, per = len(centres), self.config.proposals_per_incumbent
+        radius = self.radius[owner].repeat_interleave(per)[:, None]
+        centre = centres.repeat_interleave(per, 0)
+        direction = torch.randn(centre.shape, generator=self.generator)
+        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        length = torch.rand((len(centre), 1), generator=self.generator) ** (1 / centre.shape[1])
+        x = designer.project(centre + radius * length * direction)
+        ascend = (torch.arange(len(x)) % per) < per // 2 + per % 2     # the first half of each incumbent's share
+        for _ in range(5):
+            z = x.clone().requires_grad_(True)
+            self.ensemble.acquisition(z, self.config.beta).sum().backward()
+            step = z.grad / z.grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            moved = x + torch.where(ascend[:, None], radius / 4 * step, torch.zeros_like(step))
+            offset = moved - centre
+            offset = offset * (radius / offset.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+            x = designer.project(centre + offset).detach()
+        x = designer.discretize(x)
+        seed_of = owner.repeat_interleave(per)
+        with torch.no_grad():
+            predictions = self.ensemble(x)
+        return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
+
+    def _best_per_seed(self, designer: Any, candidates: torch.Tensor, seed_of: torch.Tensor,
+                       acquisition: torch.Tensor, mean: torch.Tensor) -> list[Proposal]:
+        keep = self.config.batch_per_seed * self.config.spares
+        order = torch.argsort(acquisition, descending=True)
+        order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
+        rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
+        chosen = order[rank < keep]
+        points = candidates[chosen]
+        decoded = designer.decode(designer.one_hot(points) if points.dtype == torch.long else points)
+        proposals: dict[int, Proposal] = {}
+        for design, seed, predicted in zip(decoded, seed_of[chosen].tolist(), mean[chosen].tolist()):
+            p = proposals.setdefault(seed, Proposal(seed, [], []))
+            p.designs.append(design)
+            p.predicted.append(predicted)
+        for p in proposals.values():
+            p.predicted = np.asarray(p.predicted, dtype=float)
+        return list(proposals.values())
+
+    # -- tell ---------------------------------------------------------------------------------------------------
+    def tell(self, state: SearchState, told: Sequence[Told]) -> None:
+        if self.radius is not None:
+            previous = {t.seed_index: state.best_scores()[t.seed_index] for t in told}
+            for t in told:
+                improved = any(s == SCORED and v >= previous[t.seed_index] for s, v in zip(t.status, t.scores))
+                r = self.radius[t.seed_index]
+                low, high = self.config.radius[1], self.config.radius[2]
+                self.radius[t.seed_index] = min(2 * r, high) if improved else max(r / 2, low)
+        if self.config.finetune_epochs < 1 or not any(SCORED in t.status for t in told):
+            return
+        x_new, y_new = self._verified_data(state)
+        if not len(x_new):
+            return
+        replay = torch.randperm(len(self.x_train), generator=self.generator)[: self.config.replay]
+        fine_tune(self.ensemble, self.training, self.config.finetune_epochs,
+                  torch.cat([self.x_train[replay], x_new]), torch.cat([self.y_train[replay], y_new]),
+                  self.x_unlabelled, self.lower, self.upper, round_number=state.round)
+        self.ensemble.eval()
+
+    def _verified_data(self, state: SearchState) -> tuple[torch.Tensor, torch.Tensor]:
+        designer = state.designer
+        designs, scores = [], []
+        for per_seed_scores, per_seed_designs in zip(state.scores, state.designs):
+            for key, value in per_seed_scores.items():
+                if np.isfinite(value):
+                    designs.append(per_seed_designs[key])
+                    scores.append(value)
+        if not designs:
+            return self.x_train[:0], self.y_train[:0]
+        if designer_kind(designer) == "tokens":
+            rows = self._token_rows(designer, designs)
+            ok = rows.any(dim=1)
+            x = designer.one_hot(rows[ok])
+            y = torch.tensor(scores, dtype=torch.float32)[ok]
+        else:
+            x, y = designer.encode(designs).float(), torch.tensor(scores, dtype=torch.float32)
+        return x, y
+
+    # -- resumption ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"ensemble": self.ensemble.state_dict(), "generator": self.generator.get_state(),
+                "radius": self.radius}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ensemble.load_state_dict(state["ensemble"])
+        self.generator.set_state(state["generator"])
+        self.radius = state["radius"]
+
+
+def _acquire(predictions: torch.Tensor, beta: float) -> torch.Tensor:
+    spread = predictions.std(dim=0, unbiased=False) if len(predictions) > 1 else torch.zeros_like(predictions[0])
+    return predictions.mean(dim=0) + beta * spread
+
+
+def _unique_rows(rows: torch.Tensor, seed_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct (seed, row) pairs: the rows and the index of each one's first occurrence."""
+    keyed = torch.cat([seed_of[:, None], rows], dim=1)
+    _, inverse = torch.unique(keyed, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(rows), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(rows)), reduce="amin")
+    first = first.sort().values
+    return rows[first], first
