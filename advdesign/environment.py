@@ -22,6 +22,10 @@ _DEFAULTS = {
     "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    # Models are state_dicts read with torch.load(weights_only=True) (tasks.tracking.load_model); nothing here
+    # unpickles a model, and this keeps MLflow's own flavors from doing it either.
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "DO_NOT_TRACK": "1",
     "GIT_PYTHON_REFRESH": "quiet",
 }

@@ -2,13 +2,27 @@
 
 Every method takes an explicit run id: MLflow's active run is thread-local and Prefect runs tasks in worker
 threads, so nothing here relies on ``mlflow.active_run()`` outside the call that opened it.
+
+Models are logged as ``architecture.json`` + ``weights.pt`` (a ``state_dict``; see :mod:`tasks.surrogate`) in an
+MLflow logged model, never as a pickled module, and every load goes through :func:`load_model`, which reads the
+weights with ``torch.load(weights_only=True)``. A registered model gets one version per trained model (identified
+by the weights' fingerprint) and its aliases move only when the caller asks to ``publish``.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
+import getpass
 import json
 import math
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -17,14 +31,23 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from advdesign.environment import DEFAULT_ARTIFACT_ROOT, tracking_uri as default_tracking_uri
+from advdesign.environment import DEFAULT_ARTIFACT_ROOT, PROJECT_ROOT, tracking_uri as default_tracking_uri
 
 import mlflow  # noqa: E402  (after the environment defaults)
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
-# Without an explicit list MLflow spends ~8 s resolving the environment on every log_model.
-MODEL_PIP_REQUIREMENTS = ["torch==2.13.0", "numpy"]
+#: The experiment tag MLflow 3's UI reads to choose its layout; this value opens the model-training view
+#: (the other values are ``genai_development``, ``finetuning`` and ``no_inferred_type``).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+#: Tags identifying the process that owns a run, so a later Tracker can tell an orphan from a live run.
+PID_TAG, HOST_TAG, PROCESS_START_TAG = "advdesign.pid", "advdesign.hostname", "advdesign.process_start"
+KILLED_REASON_TAG = "advdesign.killed_reason"
+FINGERPRINT_TAG = "advdesign.fingerprint"
+MODEL_URI_TAG, MODEL_VERSION_TAG, MODEL_NAME_TAG = "advdesign.model_uri", "advdesign.model_version", "advdesign.model_name"
+MODEL_TYPE = "advdesign-torch-state-dict"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -59,8 +82,203 @@ def _finite(value: float) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value))
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the store: its schema created or migrated once, under a file lock ---------------------------------------------
+_READY_STORES: set[str] = set()
+_READY_LOCK = threading.Lock()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``path`` (created if missing), across processes on this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _store_lock_path(uri: str, purpose: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return db.with_name(f"{db.name}.{purpose}.lock")
+
+
+@contextmanager
+def _store_lock(uri: str, purpose: str) -> Iterator[None]:
+    """A file lock beside a SQLite store; nothing for a server, which serialises its own writes."""
+    path = _store_lock_path(uri, purpose)
+    if path is None:
+        yield
+        return
+    with _file_lock(path):
+        yield
+
+
+def prepare_store(uri: str) -> None:
+    """Create or migrate a SQLite store's schema once per process, holding ``<db>.schema.lock``: processes that
+    start together on a fresh store would otherwise race MLflow's table creation and Alembic migrations."""
+    if not uri.startswith("sqlite:///"):
+        return
+    with _READY_LOCK:
+        if uri in _READY_STORES:
+            return
+        with _store_lock(uri, "schema"):
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # tracking tables, migrations, the default experiment
+            client.search_registered_models(max_results=1)  # the registry's tables (same database)
+        _READY_STORES.add(uri)
+
+
+def _get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it tagged for the model-training UI; another process creating it between
+    our get and our create (``RESOURCE_ALREADY_EXISTS``) is not an error."""
+    existing = client.get_experiment_by_name(name)
+    if existing is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            existing = client.get_experiment_by_name(name)
+            if existing is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in existing.tags:
+        client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return existing.experiment_id
+
+
+# -- who runs: source, user, commit, process -----------------------------------------------------------------------
+_SOURCE_TAGS: dict[str, str] | None = None
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def source_tags() -> dict[str, str]:
+    """``mlflow.source.name`` (the command), ``mlflow.source.type``, ``mlflow.user`` and, in a git checkout,
+    ``mlflow.source.git.commit``: what MLflow's fluent API adds and ``MlflowClient.create_run`` does not."""
+    global _SOURCE_TAGS
+    if _SOURCE_TAGS is None:
+        argv = [a for a in sys.argv if a]
+        command = " ".join([Path(argv[0]).name, *argv[1:2]]) if argv else "python"
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = os.environ.get("USER", "unknown")
+        tags = {MLFLOW_SOURCE_NAME: command, MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: user}
+        if commit := _git_commit():
+            tags[MLFLOW_GIT_COMMIT] = commit
+        _SOURCE_TAGS = tags
+    return dict(_SOURCE_TAGS)
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) of ``pid`` from /proc, or ``None`` where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def process_tags() -> dict[str, str]:
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    if stat := _proc_stat(os.getpid()):
+        tags[PROCESS_START_TAG] = stat[1]
+    return tags
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` on this host still runs and is the process that recorded ``started`` (pids are reused)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    stat = _proc_stat(pid)
+    if stat is not None and (stat[0] == "Z" or (started is not None and stat[1] != started)):
+        return False  # a zombie, or another process that got the same pid
+    return True
+
+
+# -- runs left open: interrupts and process exit --------------------------------------------------------------------
+_OPEN_RUNS: dict[str, MlflowClient] = {}
+_RUNS_LOCK = threading.Lock()
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM (where nothing else handles it) so open runs unwind as KILLED."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(128 + signum)
+
+
+def _install_sigterm_handler() -> None:
+    """Turn SIGTERM into :class:`Terminated` when it would otherwise kill the process on the spot; a handler
+    already installed (Prefect's flow engine raises its ``TerminationSignal``) is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+def _interrupt_reason() -> str | None:
+    """Why the process is being interrupted, if an interrupt is propagating right now (else ``None``)."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return None
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, Terminated) or type(exc).__name__ == "TerminationSignal":
+        return "terminated (SIGTERM)"
+    if isinstance(exc, SystemExit):
+        return f"process exiting (status {exc.code})"
+    return None
+
+
+def _kill_open_runs(reason: str) -> None:
+    with _RUNS_LOCK:
+        runs = list(_OPEN_RUNS.items())
+        _OPEN_RUNS.clear()
+    for run_id, client in runs:
+        try:
+            client.set_tag(run_id, KILLED_REASON_TAG, reason)
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        except Exception:  # noqa: BLE001 — best effort at exit; the next Tracker reaps it as an orphan
+            pass
+
+
+atexit.register(_kill_open_runs, "process exited with the run open")
+
+
 class Tracker:
     """An MLflow experiment in one tracking store.
+
+    On start-up the store's schema is prepared once under a file lock, the experiment is fetched or created
+    (tolerating a concurrent creator) and tagged for the model-training UI, and runs of this experiment left
+    RUNNING by a dead process on this host are marked KILLED.
 
     Args:
         uri: tracking URI; defaults to ``MLFLOW_TRACKING_URI`` or the project's SQLite store.
@@ -71,41 +289,73 @@ class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = "advdesign") -> None:
         self.uri = default_tracking_uri(uri)
         check_reachable(self.uri)
+        prepare_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
-        existing = self.client.get_experiment_by_name(experiment)
-        if existing is not None:
-            self.experiment_id = existing.experiment_id
-        else:
-            location = local_artifact_root(self.uri)
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        self.experiment_id = _get_or_create_experiment(self.client, experiment, local_artifact_root(self.uri))
+        _install_sigterm_handler()
+        self.reap_orphans()
 
     # -- runs ---------------------------------------------------------------------------------------------------
+    def reap_orphans(self) -> list[str]:
+        """Mark KILLED (with a reason tag) this experiment's RUNNING runs whose process, on this host, is gone."""
+        host = socket.gethostname()
+        runs = self.client.search_runs(
+            [self.experiment_id], f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'", max_results=5000)
+        killed = []
+        for run in runs:
+            tags = run.data.tags
+            try:
+                pid = int(tags[PID_TAG])
+            except (KeyError, ValueError):
+                continue
+            if _process_alive(pid, tags.get(PROCESS_START_TAG)):
+                continue
+            self.client.set_tag(run.info.run_id, KILLED_REASON_TAG,
+                                f"orphaned: process {pid} on {host} ended with the run still RUNNING")
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            killed.append(run.info.run_id)
+        return killed
+
     def start_run(
         self, name: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        all_tags = dict(tags or {})
+        all_tags = {**source_tags(), **process_tags(), **dict(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
+        _install_sigterm_handler()
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        with _RUNS_LOCK:
+            _OPEN_RUNS[run.info.run_id] = self.client
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id
 
     def end_run(self, run_id: str, failed: bool = False) -> None:
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-        self.client.set_terminated(run_id, status=status)
+        """FINISHED, or FAILED; KILLED (with the reason as a tag) when called while an interrupt (Ctrl-C,
+        SIGTERM) unwinds the process, e.g. from a ``finally`` block."""
+        with _RUNS_LOCK:
+            _OPEN_RUNS.pop(run_id, None)
+        reason = _interrupt_reason()
+        if reason:
+            self.client.set_tag(run_id, KILLED_REASON_TAG, reason)
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED if failed else RunStatus.FINISHED
+        self.client.set_terminated(run_id, status=RunStatus.to_string(status))
 
     @contextmanager
     def run(self, name: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
             tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """A run that is marked FAILED (with the error as a tag) if the block raises, FINISHED otherwise."""
+        """A run that is marked FAILED (with the error as a tag) if the block raises, KILLED if it is interrupted,
+        FINISHED otherwise."""
         run_id = self.start_run(name, parent_run_id, params, tags)
         try:
             yield run_id
         except BaseException as exc:
-            self.client.set_tag(run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            if _interrupt_reason() is None:
+                self.client.set_tag(run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
             self.end_run(run_id, failed=True)
             raise
         self.end_run(run_id)
@@ -166,56 +416,188 @@ class Tracker:
         input_example: np.ndarray,
         registered_name: str | None = None,
         alias: str | None = None,
+        publish: bool = False,
+        fingerprint: str | None = None,
+        description: str | None = None,
     ) -> str:
-        """Log a torch module (pickle format, so loading returns the ``nn.Module``) with its signature; if
-        ``registered_name`` is given, register a new version and point ``alias`` at it. Returns the model URI
-        (``models:/NAME@ALIAS`` when registered with an alias, else the logged model's URI)."""
-        import mlflow.pytorch
+        """Log a torch module as ``architecture.json`` + ``weights.pt`` (no pickle) in an MLflow logged model of
+        ``run_id``; with ``registered_name``, register it and return its versioned URI ``models:/NAME/N``.
+
+        One registered version per trained model: when a version of ``registered_name`` already carries the same
+        fingerprint (by default, of the architecture and every weight; a cached re-run trains nothing new), no
+        model is logged or registered again and that version's URI is returned. ``alias`` is pointed at the
+        version only when ``publish`` is true: quick and test runs never move what others load by alias.
+        Without ``registered_name`` the logged model's URI (``models:/m-…``) is returned.
+        """
         import torch
-        from mlflow.models import infer_signature
+
+        from tasks.surrogate import fingerprint as model_fingerprint, save_model
 
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            output = model(torch.as_tensor(input_example)).cpu().numpy()
+            output = model(torch.as_tensor(input_example))
         model.train(was_training)
-        signature = infer_signature(input_example, output)
-        with mlflow.start_run(run_id=run_id, nested=True):
-            info = mlflow.pytorch.log_model(
-                model,
-                name=name,
-                signature=signature,
-                serialization_format="pickle",
-                pip_requirements=MODEL_PIP_REQUIREMENTS,
-                registered_model_name=registered_name,
-            )
-        if registered_name and alias and info.registered_model_version is not None:
-            self.client.set_registered_model_alias(registered_name, alias, str(info.registered_model_version))
-            return f"models:/{registered_name}@{alias}"
-        return info.model_uri
+        fp = fingerprint or model_fingerprint(model)
+        if registered_name:
+            with _store_lock(self.uri, "registry"):  # two processes registering the same model: one version
+                existing = self._version_with_fingerprint(registered_name, fp)
+                if existing is None:
+                    model_id = self._log_model_files(run_id, model, name, fp, input_example, output, save_model)
+                    version = self._register(registered_name, model_id, run_id, fp, description)
+                else:
+                    version = existing
+                    self._link_model(run_id, version_model_id(version))
+            number = str(version.version)
+            if publish and alias:
+                self.client.set_registered_model_alias(registered_name, alias, number)
+            model_uri = f"models:/{registered_name}/{number}"
+            self.set_tags(run_id, {MODEL_URI_TAG: model_uri, MODEL_NAME_TAG: registered_name,
+                                   MODEL_VERSION_TAG: number, "advdesign.model_reused": existing is not None})
+            return model_uri
+        model_id = self._log_model_files(run_id, model, name, fp, input_example, output, save_model)
+        return f"models:/{model_id}"
+
+    def _log_model_files(self, run_id: str, model: "Any", name: str, fp: str, input_example: np.ndarray,
+                         output: "Any", save_model: "Any") -> str:
+        logged = self.client.create_logged_model(
+            self.experiment_id, name=name, source_run_id=run_id, model_type=MODEL_TYPE,
+            tags={FINGERPRINT_TAG: fp},
+            params={"input_shape": str(list(np.shape(input_example))[1:]), "output_shape": str(list(output.shape)[1:]),
+                    "module": type(model).__name__})
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_model(model, tmp)
+                self.client.log_model_artifacts(logged.model_id, tmp)
+        except BaseException:
+            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        self._link_model(run_id, logged.model_id)
+        return logged.model_id
+
+    def _link_model(self, run_id: str, model_id: str | None) -> None:
+        """The model as an output of the run (the UI's "Logged models" of the run)."""
+        if model_id:
+            self.client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
+
+    def _version_with_fingerprint(self, registered_name: str, fp: str) -> "Any":
+        try:
+            versions = self.client.search_model_versions(f"name = '{registered_name}'")
+        except MlflowException:
+            return None
+        matching = [v for v in versions if v.tags.get(FINGERPRINT_TAG) == fp]
+        return min(matching, key=lambda v: int(v.version)) if matching else None
+
+    def _register(self, registered_name: str, model_id: str, run_id: str, fp: str, description: str | None) -> "Any":
+        description = description or default_model_description(registered_name)
+        try:
+            self.client.create_registered_model(registered_name, description=description)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            if not self.client.get_registered_model(registered_name).description:
+                self.client.update_registered_model(registered_name, description=description)
+        return self.client.create_model_version(
+            registered_name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
+            tags={FINGERPRINT_TAG: fp}, description=f"trained in run {run_id}; weights fingerprint {fp[:16]}")
+
+    def log_model_used(self, run_id: str, model_uri: str) -> str:
+        """Tag ``run_id`` with the exact model it used (``models:/NAME/N``, never an alias); returns that URI."""
+        info = describe_model(self.client, model_uri)
+        tags = {MODEL_URI_TAG: info["uri"]}
+        if info.get("name"):
+            tags.update({MODEL_NAME_TAG: info["name"], MODEL_VERSION_TAG: info["version"]})
+        self.set_tags(run_id, tags)
+        return info["uri"]
+
+
+def version_model_id(version: "Any") -> str:
+    """The logged model behind a registered version (the SQLite store leaves ``model_id`` empty; the source
+    ``models:/m-…`` names it)."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else ""
+
+
+def default_model_description(registered_name: str) -> str:
+    what = "Surrogate regressor of the design oracle's score" if "surrogate" in registered_name else "Torch model"
+    return (f"{what}, logged by advdesign as architecture.json (allow-listed layer types) + weights.pt (a state_dict "
+            "read with torch.load(weights_only=True); no pickle). Load a version with "
+            f"tasks.tracking.load_model('models:/{registered_name}/N'). One version per trained model (tag "
+            f"{FINGERPRINT_TAG}); aliases name the defense and move only when a run publishes.")
+
+
+# -- loading: the one path every model load takes --------------------------------------------------------------------
+def _client(uri: str | None) -> tuple[str, MlflowClient]:
+    resolved = default_tracking_uri(uri)
+    check_reachable(resolved)
+    prepare_store(resolved)
+    mlflow.set_tracking_uri(resolved)
+    return resolved, MlflowClient(resolved)
+
+
+def describe_model(client: MlflowClient, model_uri: str) -> dict[str, str]:
+    """``{"uri", "name", "version", "model_id"}`` of an existing model: an alias resolved to its version now, so
+    the URI is the versioned ``models:/NAME/N``; ``ValueError`` (one line) when nothing exists there."""
+    try:
+        if model_uri.startswith("models:/"):
+            rest = model_uri.removeprefix("models:/").strip("/")
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                version = client.get_model_version_by_alias(name, alias)
+            elif "/" in rest:
+                name, number = rest.rsplit("/", 1)
+                if number == "latest":
+                    versions = client.search_model_versions(f"name = '{name}'")
+                    if not versions:
+                        raise ValueError(f"registered model {name!r} has no versions")
+                    version = max(versions, key=lambda v: int(v.version))
+                else:
+                    version = client.get_model_version(name, number)
+            else:  # a logged model's id, models:/m-…
+                logged = client.get_logged_model(rest)
+                return {"uri": model_uri, "name": "", "version": "", "model_id": logged.model_id}
+            return {"uri": f"models:/{version.name}/{version.version}", "name": version.name,
+                    "version": str(version.version), "model_id": version_model_id(version)}
+        if model_uri.startswith("runs:/"):
+            client.get_run(model_uri.removeprefix("runs:/").split("/", 1)[0])
+        return {"uri": model_uri, "name": "", "version": "", "model_id": ""}
+    except MlflowException as exc:
+        raise ValueError(f"cannot load model {model_uri!r} from {client.tracking_uri}: {_first_line(exc)}") from None
+
+
+def resolve_model_uri(model_uri: str, uri: str | None = None) -> str:
+    """The versioned URI (``models:/NAME/N``) an alias points at now; other URIs unchanged."""
+    _, client = _client(uri)
+    return describe_model(client, model_uri)["uri"]
 
 
 def check_model_exists(model_uri: str, uri: str | None = None) -> None:
-    """Raise ``ValueError`` in one line unless ``model_uri`` resolves to a logged model (reads only its MLmodel)."""
-    from mlflow.models import get_model_info
-
-    resolved = default_tracking_uri(uri)
-    check_reachable(resolved)
-    mlflow.set_tracking_uri(resolved)
-    try:
-        get_model_info(model_uri)
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise ValueError(f"cannot load model {model_uri!r} from {resolved}: {str(exc).splitlines()[0]}") from None
+    """Raise ``ValueError`` in one line unless ``model_uri`` resolves to a logged or registered model."""
+    _, client = _client(uri)
+    describe_model(client, model_uri)
 
 
 def load_model(model_uri: str, uri: str | None = None) -> "Any":
-    """Load a torch module logged by :meth:`Tracker.log_model` (run, logged-model or registry URI)."""
-    import mlflow.pytorch
+    """Load a torch module logged by :meth:`Tracker.log_model` (``models:/NAME/N``, ``models:/NAME@ALIAS``,
+    ``models:/m-…``, ``runs:/ID/NAME``): the architecture from JSON, the weights with
+    ``torch.load(weights_only=True)``. Anything else — a pickled module, a crafted pickle in place of the weights,
+    an architecture naming a type off the allow-list — is a one-line ``ValueError`` and no code of it runs."""
+    from tasks.surrogate import ARCHITECTURE_FILE, WEIGHTS_FILE, UnsafeModelFile, load_saved_model
 
-    resolved = default_tracking_uri(uri)
-    check_reachable(resolved)
-    mlflow.set_tracking_uri(resolved)
-    try:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except mlflow.exceptions.MlflowException as exc:
-        raise ValueError(f"cannot load model {model_uri!r} from {resolved}: {str(exc).splitlines()[0]}") from None
+    resolved, client = _client(uri)
+    info = describe_model(client, model_uri)  # an alias is read once: the version reported is the one loaded
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=info["uri"], dst_path=tmp, tracking_uri=resolved)
+        except (MlflowException, OSError) as exc:
+            raise ValueError(f"cannot load model {model_uri!r} from {resolved}: {_first_line(exc)}") from None
+        try:
+            return load_saved_model(local)
+        except FileNotFoundError:
+            raise ValueError(f"cannot load model {model_uri!r}: it holds no {ARCHITECTURE_FILE} + {WEIGHTS_FILE} "
+                             "(models saved as pickles are not loaded)") from None
+        except UnsafeModelFile as exc:
+            raise ValueError(f"cannot load model {model_uri!r}: {exc}") from None
