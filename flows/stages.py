@@ -23,7 +23,7 @@ from tasks.pure_stages import (DesignData, Seeds, read_seed_file, regression_met
                                split_encodable, training_config)
 from tasks.search.gradient import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, applicable_params
 
 log = logging.getLogger("advdesign")
 
@@ -66,13 +66,14 @@ class TrainedSurrogate:
 
 def train_and_log(
     tracker: Tracker, run_id: str, designer: Designer, data: DesignData, defense: str,
-    params: SurrogateParameters, seed: int = 0,
+    params: SurrogateParameters, seed: int = 0, publish: bool = False,
 ) -> TrainedSurrogate:
-    """Train one surrogate (a cached task) and log its parameters, losses, metrics and model to ``run_id``."""
+    """Train one surrogate (a cached task) and log its parameters, losses, metrics and model to ``run_id``;
+    ``publish`` points the defense's alias at the registered version (quick and test runs leave it)."""
     config = training_config(params, defense, seed)
-    tracker.log_params(run_id, {**config.as_params(), "hidden": params.hidden, "data_id": data.data_id,
-                                "n_train": len(data.x_train), "n_validation": len(data.x_val),
-                                "n_unlabelled": len(data.x_unlabelled)})
+    tracker.log_params(run_id, applicable_params(
+        {**config.as_params(), "hidden": params.hidden, "data_id": data.data_id, "n_train": len(data.x_train),
+         "n_validation": len(data.x_val), "n_unlabelled": len(data.x_unlabelled)}, defense))
     model, history = train_surrogate_task(
         data.data_id, defense, tuple(designer.input_shape), tuple(params.hidden), config,
         data.x_train, data.y_train, data.x_val, data.y_val,
@@ -85,7 +86,7 @@ def train_and_log(
     tracker.log_metrics(run_id, metrics)
     model_uri = tracker.log_model(
         run_id, model, "surrogate", data.x_val[:2].numpy(),
-        registered_name=f"advdesign-{designer.name}-surrogate", alias=defense,
+        registered_name=f"advdesign-{designer.name}-surrogate", alias=defense, publish=publish,
     )
     with tempfile.TemporaryDirectory() as tmp:  # so `advdesign evaluate --model URI --test-set` can attack it
         path = Path(tmp) / "validation_set.npz"

@@ -601,3 +601,26 @@ def load_model(model_uri: str, uri: str | None = None) -> "Any":
                              "(models saved as pickles are not loaded)") from None
         except UnsafeModelFile as exc:
             raise ValueError(f"cannot load model {model_uri!r}: {exc}") from None
+
+
+# -- parameters: only those that apply to the run ------------------------------------------------------------------
+#: Training settings only some defenses read, by field name (in a ``defense.``, ``surrogate.`` or ``data.`` section or
+#: unqualified): a run logs them only when one of its defenses reads them (no VAT radius on a plain run).
+DEFENSE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "eps": ("fgsm", "pgd"), "fgsm_mix": ("fgsm",), "pgd_steps": ("pgd",),
+    "vat_eps": ("vat",), "vat_weight": ("vat",), "vat_xi": ("vat",), "vat_power_iterations": ("vat",),
+    "n_unlabelled": ("vat",),
+}
+
+
+def applicable_params(params: Mapping[str, Any], defenses: str | Any) -> dict[str, Any]:
+    """``params`` without the defense settings none of ``defenses`` (a name or several) reads."""
+    chosen = {defenses} if isinstance(defenses, str) else {str(getattr(d, "value", d)) for d in defenses}
+    out = {}
+    for key, value in params.items():
+        section, _, field = str(key).rpartition(".")
+        if section in ("", "defense", "surrogate", "data") and field in DEFENSE_SETTINGS \
+                and not chosen & set(DEFENSE_SETTINGS[field]):
+            continue
+        out[key] = value
+    return out
