@@ -19,7 +19,7 @@ from designers import make_designer
 from flows.parameters import CampaignParameters
 from flows.stages import (DesignData, Seeds, run_logger, add_verified_designs, choose_seeds, design_and_log,
                           prepare_data, train_and_log)
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, applicable_params
 from tasks.training import TrainingDiverged
 
 COMPARED = ("n_seeds", "n_designs", "valid_fraction", "constraint_satisfied_fraction", "success_rate",
@@ -27,13 +27,17 @@ COMPARED = ("n_seeds", "n_designs", "valid_fraction", "constraint_satisfied_frac
 
 
 def flat_params(params: CampaignParameters) -> dict[str, Any]:
+    """The parameters that apply: the chosen designer's own settings only, defense settings only for the defenses
+    run (no VAT radius without VAT)."""
     out: dict[str, Any] = {}
     for section, values in params.model_dump().items():
+        if section == "designer":
+            values = {"name": values["name"], **params.designer.settings()}
         if isinstance(values, dict):
             out.update({f"{section}.{k}": v for k, v in values.items()})
         else:
             out[section] = values
-    return out
+    return applicable_params(out, params.defenses)
 
 
 def comparison_markdown(summary: dict[str, Any]) -> str:
