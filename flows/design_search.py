@@ -10,11 +10,12 @@ from pydantic import Field
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, SearchParameters, _Parameters
 from flows.stages import choose_seeds, design_and_log, prepare_data
-from tasks.tracking import Tracker, load_model
+from tasks.tracking import Tracker, load_model, resolve_model_uri
 
 
 class DesignParameters(_Parameters):
-    model_uri: str = Field(..., description="an MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm")
+    model_uri: str = Field(..., description="an MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm or "
+                           "a version, models:/advdesign-molecule-surrogate/3 (an alias is resolved once, at the start)")
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
     search: SearchParameters = SearchParameters()
@@ -25,15 +26,21 @@ class DesignParameters(_Parameters):
 
 @flow(name="design-search", log_prints=True)
 def design_search(params: DesignParameters) -> dict[str, Any]:
-    """Seeds come from ``data.seeds_file`` or, as in training, from the labelled pool (cached labels)."""
+    """Seeds come from ``data.seeds_file`` or, as in training, from the labelled pool (cached labels).
+
+    The run and the returned document name the model's version (``models:/NAME/N``), also when it was given by
+    alias: the alias is resolved once and that version is the one loaded."""
     tracker = Tracker(params.tracking_uri, params.experiment)
-    model = load_model(params.model_uri, tracker.uri)  # a missing model fails before any oracle call
+    model_uri = resolve_model_uri(params.model_uri, tracker.uri)  # a missing model fails before any oracle call
+    model = load_model(model_uri, tracker.uri)
     designer = make_designer(params.designer.name, **params.designer.settings())
     with tracker.run(f"design-{designer.name}", params.parent_run_id,
-                     params={"model_uri": params.model_uri},
+                     params={"model_uri": model_uri, "model_uri_requested": params.model_uri},
                      tags={"designer": designer.name, "kind": "design"}) as run_id:
+        tracker.log_model_used(run_id, model_uri)
         data = prepare_data(designer, params.data) if not params.data.seeds_file else None
         seeds = choose_seeds(designer, data, params.data)
         metrics, _ = design_and_log(tracker, run_id, designer, model, seeds, params.search,
                                     params.data.oracle_batch_size)
-    return {"run_id": run_id, "tracking_uri": tracker.uri, "seed_errors": seeds.errors, **metrics}
+    return {"run_id": run_id, "tracking_uri": tracker.uri, "model_uri": model_uri, "seed_errors": seeds.errors,
+            **metrics}

@@ -1,4 +1,5 @@
-"""Train one surrogate with one defense, logged to MLflow and registered under an alias named after the defense."""
+"""Train one surrogate with one defense, logged to MLflow and registered (one version per trained model); with
+``publish`` the alias named after the defense moves to that version."""
 
 from __future__ import annotations
 
@@ -22,17 +23,20 @@ class TrainParameters(_Parameters):
     experiment: str = "advdesign"
     tracking_uri: str | None = None
     parent_run_id: str | None = Field(None, description="nest the MLflow run under this run")
+    publish: bool = Field(False, description="point the registered model's alias named after the defense at this "
+                          "version (off: the version is registered, what loads by alias is unchanged)")
 
 
 @flow(name="train-surrogate", log_prints=True)
 def train_surrogate(params: TrainParameters = TrainParameters()) -> dict[str, Any]:
-    """Label data (cached), train (cached), log; returns the MLflow run id, model URI and held-out metrics."""
+    """Label data (cached), train (cached), log; returns the MLflow run id, the versioned model URI
+    (``models:/NAME/N``) and held-out metrics."""
     tracker = Tracker(params.tracking_uri, params.experiment)
     designer = make_designer(params.designer.name, **params.designer.settings())
     with tracker.run(f"train-{designer.name}-{params.defense}", params.parent_run_id,
                      tags={"defense": params.defense, "designer": designer.name, "kind": "train"}) as run_id:
         data = prepare_data(designer, params.data)
         trained = train_and_log(tracker, run_id, designer, data, params.defense, params.surrogate,
-                                params.data.rng_seed)
+                                params.data.rng_seed, publish=params.publish)
         tracker.log_metrics(run_id, {"oracle_calls": data.oracle_calls})
     return {"run_id": run_id, "model_uri": trained.model_uri, "tracking_uri": tracker.uri, **trained.metrics}
