@@ -138,9 +138,13 @@ class CarDesigner(Designer):
         compile: ``torch.compile`` the solver step (≈ 3–6× faster on CPU after a one-off compile of ~20–60 s per
             lattice shape; falls back to eager if compilation fails).
         device: where the flow runs (``"cpu"``, ``"cuda"``); default CUDA when available.
-        threads: torch intra-op threads for the CPU flow, set for the duration of each simulation and restored
-            after (``None``: leave torch's setting). On a machine shared with other jobs use 1: with the load at
-            4–8 on 2 cores, two threads ran the coarse oracle 9× slower than one (spinning OpenMP threads).
+        threads: CPU threads of the flow (numba's for the numba kernel, torch's intra-op threads for the torch
+            one), set for the duration of each simulation and restored after (``None``: all cores). On a machine
+            shared with other jobs use 1: with the load at 4–8 on 2 cores, two torch threads ran the coarse oracle
+            9× slower than one (spinning OpenMP threads).
+        kernel: the flow kernel: ``"auto"`` (default) is the fused numba kernel on the CPU (``compile`` is then
+            irrelevant: numba compiles once and caches on disk) and the torch step on CUDA; ``"torch"`` selects the
+            torch step on the CPU too (see ``docs/car-oracle.md``, "Speed").
         max_change_from_seed_m: optional user constraint for :meth:`constraints`: the largest allowed change of
             any station height from the seed's (``None``: no limit, the change is still reported).
         min_ground_clearance_m, max_height_m, length_range_m, width_range_m, cabin_roof_m,
@@ -165,6 +169,7 @@ class CarDesigner(Designer):
         compile: bool = True,
         device: str | torch.device | None = None,
         threads: int | None = None,
+        kernel: str = "auto",
         max_change_from_seed_m: float | None = None,
         min_ground_clearance_m: float = 0.10,
         max_ride_height_m: float = 0.30,
@@ -191,6 +196,9 @@ class CarDesigner(Designer):
         self.compile = bool(compile)
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.threads = threads
+        if kernel not in ("auto", "numba", "torch"):
+            raise ValueError(f"kernel must be 'auto', 'numba' or 'torch', got {kernel!r}")
+        self.kernel = kernel
         self.max_change_from_seed_m = max_change_from_seed_m
         self.max_height_m = float(max_height_m)
         self.cabin_roof_m = float(cabin_roof_m)
@@ -567,17 +575,23 @@ class CarDesigner(Designer):
         ramp = int(round(res.ramp_flow_times * steps_per_flow_time))
         average_from = steps - int(round(res.average_flow_times * steps_per_flow_time))
         chunk = min(self.max_batch, n)
-        if self.compile:  # one compiled graph per chunk size (20–50 s each): round up to a power of two, so a
+        if self.compile and self._torch_kernel():  # one compiled graph per chunk size (20–50 s each): round up to a power of two, so a
             # process compiles at most log2(max_batch) + 1 shapes however the batches are cut; padding costs < 2×
             chunk = min(self.max_batch, 1 << (chunk - 1).bit_length())
         previous_threads = torch.get_num_threads()
-        if self.threads and self.device.type == "cpu":
+        if self.threads and self.device.type == "cpu" and self._torch_kernel():
             torch.set_num_threads(self.threads)
         try:
             self._simulate_chunks(designs, chunk, steps, ramp, average_from, drag, lift, failures)
         finally:
             torch.set_num_threads(previous_threads)
         return drag, lift, failures
+
+    def _torch_kernel(self) -> bool:
+        """Does the flow run on the torch step (CUDA, ``kernel="torch"``, or numba missing)?"""
+        from designers import lbm_numba
+
+        return self.kernel == "torch" or self.device.type != "cpu" or not lbm_numba.available()
 
     def _simulate_chunks(
         self, designs: Sequence[CarBlueprint], chunk: int, steps: int, ramp: int, average_from: int,
@@ -590,7 +604,7 @@ class CarDesigner(Designer):
             masks, geometry = self.rasterise(padded)
             result = simulate(
                 self.flow_problem(masks, geometry), steps, ramp_steps=ramp, average_from=average_from,
-                force_every=4, device=self.device, compile=self.compile,
+                force_every=4, device=self.device, compile=self.compile, kernel=self.kernel, threads=self.threads,
             )
             for j, design in enumerate(part):
                 height_cells = float(np.max(design.heights_m)) * r
