@@ -45,6 +45,8 @@ FALLBACK_HELP = {
     "objective": "what is optimised",
     "defenses": "surrogate defenses to choose from",
 }
+#: What an unknown choice is called in its error (``unknown designer 'boat'; choose one of molecule, car``).
+NOUNS = {"designer.name": "designer", "search.strategy": "search strategy", "objective": "metric"}
 #: How a value of each type is named in the usage line.
 TYPE_METAVARS: dict[Any, str] = {int: "N", float: "X", str: "TEXT"}
 #: List separators other than the comma (a width is itself a comma list: ``--widths 64|128,64``).
@@ -139,7 +141,7 @@ def argument(path: str, annotation: Any) -> dict[str, Any]:
         kwargs["metavar"] = METAVARS.get(path, separator.join(choices) if choices else
                                          f"{element_metavar}{separator}{element_metavar}…")
     else:
-        parse, choices = _scalar(inner, name.replace("_", " "))
+        parse, choices = _scalar(inner, NOUNS.get(path, name.replace("_", " ")))
         kwargs = {"type": parse}
         if choices:
             kwargs["choices"] = choices
