@@ -37,7 +37,7 @@ from tasks import robustness_plots as plots
 from tasks.attacks.base import cross_entropy_loss, prediction_loss
 from tasks.attacks.transfer import TransferAttack, train_substitute
 from tasks.classifiers import ClassificationData, accuracy, build_architecture, load_classification_data
-from tasks.tracking import Tracker, load_model
+from tasks.tracking import Tracker, load_model, resolve_model_uri
 from tasks.training import DEFENSES, Defense, TrainingConfig, train_model
 
 DefenseName = Literal["none", "fgsm", "pgd", "vat"]
@@ -483,6 +483,7 @@ def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps
 def _evaluate_surrogate(tracker: Tracker, model_uri: str, test_set: str, eps: list[float] | None, quick: bool,
                         seed: int) -> dict[str, Any]:
     x, y = load_test_set(test_set)
+    model_uri = resolve_model_uri(model_uri, tracker.uri)  # an alias → the version loaded and reported
     model = load_model(model_uri, tracker.uri)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{model_uri} did not load as a torch module (got {type(model).__name__})")

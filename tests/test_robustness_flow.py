@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from advdesign import cli_evaluate
-from tasks.surrogate import Surrogate
+from tasks.surrogate import Surrogate, register_architecture
 from tasks.tracking import Tracker, load_model
 
 EXPERIMENT = "robustness-evaluation-tests"
@@ -30,6 +30,7 @@ def _local_path(artifact_uri: str) -> Path:
     return Path(urlparse(artifact_uri).path)
 
 
+@register_architecture
 class RandomClassifier(nn.Module):
     """Ignores its input: the evaluation must flag it rather than report a number."""
 
@@ -110,15 +111,16 @@ def test_a_regression_surrogate_is_evaluated_by_its_model_uri(prefect_api, uri, 
     tracker = Tracker(uri, EXPERIMENT)
     with tracker.run("surrogate-under-test") as run_id:
         model_uri = tracker.log_model(run_id, surrogate, "model", x[:2].numpy(), registered_name="test-surrogate",
-                                      alias="champion")
+                                      alias="champion", publish=True)
+    assert model_uri == "models:/test-surrogate/1"
     np.savez(tmp_path / "test.npz", X=x.numpy(), y=y.numpy())
     out = tmp_path / "result.json"
-    code = _evaluate("--model", model_uri, "--test-set", str(tmp_path / "test.npz"), "--quick", "--json", str(out),
-                     "--tracking-uri", uri)
+    code = _evaluate("--model", "models:/test-surrogate@champion", "--test-set", str(tmp_path / "test.npz"), "--quick",
+                     "--json", str(out), "--tracking-uri", uri)
     assert code == 0
     result = json.loads(out.read_text())
     report = result["defenses"]["surrogate"]
-    assert report["model_uri"] == "models:/test-surrogate@champion" and report["task"] == "regression"
+    assert report["model_uri"] == model_uri and report["task"] == "regression"  # the version, not the alias
     for e in ("0.1", "0.3"):
         assert report["worst_case_adversarial_error"][e] >= report["clean_error"]
         assert report["prediction_change"]["pgd"][e] >= report["prediction_change"]["random_noise"][e]
@@ -140,6 +142,7 @@ def test_a_random_model_is_flagged_not_scored(prefect_api, uri, tmp_path):
     assert not checks["surrogate.clean_accuracy_above_chance"]["passed"]
 
 
+@register_architecture
 class ConstantRandomClassifier(nn.Module):
     """Output independent of the input: no gradient exists at all."""
 
