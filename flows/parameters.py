@@ -91,6 +91,8 @@ class SurrogateParameters(_Parameters):
     pgd_steps: int = Field(7, ge=1, description="PGD steps of PGD adversarial training")
     vat_eps: float = Field(1.0, ge=0, description="L2 radius of the VAT perturbation")
     vat_weight: float = Field(1.0, ge=0, description="weight of VAT's smoothness term in the loss")
+    trades_beta: float = Field(6.0, ge=0, description="TRADES: weight β of the robustness term (0 = plain training)")
+    coms_limit: float = Field(0.5, description="COMs: over-estimation limit τ on the ascent's points (target std units)")
 
 
 class SearchParameters(_Parameters):
