@@ -157,7 +157,8 @@ def load_saved_model(folder: str | Path) -> nn.Module:
         raise UnsafeModelFile(f"{ARCHITECTURE_FILE} is not JSON: {exc}") from None
     if not isinstance(spec, dict) or spec.get("format") != ARCHITECTURE_FORMAT:
         raise UnsafeModelFile(f"{ARCHITECTURE_FILE}: unknown format {spec.get('format') if isinstance(spec, dict) else spec!r}")
-    model = build(spec["module"])
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG as it was
+        model = build(spec["module"])
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
