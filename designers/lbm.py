@@ -90,6 +90,8 @@ class FlowResult:
         diverged_at: ``(batch,)`` step at which the element diverged, or -1.
         failures: per element ``None`` or the reason the flow could not be computed.
         steps: number of time steps run; seconds: wall time; cell_updates: lattice-cell updates performed.
+        fields: ``(batch, 3, ny, nx)`` density and the two velocity components at the end of the run (NaN where
+            diverged), or ``None`` unless ``simulate(..., return_fields=True)``: the flow pictures' input.
     """
 
     force: torch.Tensor
@@ -99,6 +101,7 @@ class FlowResult:
     steps: int
     seconds: float
     cell_updates: int = field(default=0)
+    fields: torch.Tensor | None = None
 
 
 def ramp_factor(step: int, ramp_steps: int) -> float:
@@ -271,6 +274,7 @@ def simulate(
     compile: bool = False,
     kernel: str = "auto",
     threads: int | None = None,
+    return_fields: bool = False,
 ) -> FlowResult:
     """Run ``steps`` time steps of every flow in the batch and return the mean body force.
 
@@ -289,7 +293,9 @@ def simulate(
         kernel: ``"auto"`` (default): the fused numba kernel (:mod:`designers.lbm_numba`) on the CPU in float32,
             the torch step otherwise (CUDA, float64); ``"numba"`` or ``"torch"`` to choose. Same physics, same
             result up to float32 rounding.
-        threads: numba threads for this call (numba kernel only; torch's are set by the caller).
+        threads: batch elements run at once by the numba kernel (default: one per core; torch's threads are set
+            by the caller).
+        return_fields: also return the final density and velocity fields (:attr:`FlowResult.fields`).
     """
     device = torch.device(device) if device is not None else problem.body.device
     if kernel not in ("auto", "numba", "torch"):
@@ -304,6 +310,7 @@ def simulate(
             return lbm_numba.simulate_numba(
                 problem, steps, ramp_steps=ramp_steps, average_from=average_from, force_every=force_every,
                 check_every=check_every, max_density_deviation=max_density_deviation, threads=threads,
+                return_fields=return_fields,
             )
     average_from = steps // 2 if average_from is None else average_from
     if not 0 <= average_from < steps:
@@ -365,6 +372,12 @@ def simulate(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     ny, nx = problem.body.shape[1:]
+    fields = None
+    if return_fields:
+        cx, cy, _ = _lattice(device, dtype)
+        rho = f.sum(1)
+        fields = torch.stack([rho, (f * cx).sum(1) / rho, (f * cy).sum(1) / rho], dim=1)
+        fields = torch.where(alive.view(-1, 1, 1, 1), fields, torch.full_like(fields, math.nan)).cpu()
     return FlowResult(
         force=mean_force.cpu(),
         force_history=history.cpu(),
@@ -373,6 +386,7 @@ def simulate(
         steps=steps,
         seconds=time.perf_counter() - start,
         cell_updates=steps * batch * ny * nx,
+        fields=fields,
     )
 
 

@@ -1,56 +1,62 @@
-"""The CPU kernel of the D2Q9 solver: one fused, multi-threaded numba sweep per time step.
+"""The CPU kernel of the D2Q9 solver: a fused numba sweep, one whole run per batch element, elements on threads.
 
-Same physics as the torch step in :mod:`designers.lbm` (which stays the CUDA path), computed in the same order:
-collision (BGK + separately relaxed stress trace + Smagorinsky), sponge relaxation towards the ramped far-field
-equilibrium (solid cells have sponge 1), streaming on the periodic lattice, half-way bounce-back on the links into
-solids with the moving-wall term, momentum-exchange force on the body links. What differs is only how the memory is
-walked:
+Same physics as the torch step in :mod:`designers.lbm` (which stays the CUDA path), computed in the same order and
+float32: collision (BGK + separately relaxed stress trace + Smagorinsky), sponge relaxation towards the ramped
+far-field equilibrium (solid cells have sponge 1), streaming on the periodic lattice, half-way bounce-back on the
+links into solids with the moving-wall term, momentum-exchange force on the body links, the start-up ramp, the
+density check every ``check_every`` steps. What differs is only how the memory is walked:
 
-* one sweep per step over ``(batch, row)`` tasks, split between the cores (``prange``): each task reads the nine
-  populations of its row once, collides them in registers (float32, vectorised over the row) into a small row buffer
-  and writes every direction straight into its streamed place in the other lattice (two lattices ping-pong), so a
-  cell update moves the minimum: 9 floats read, 9 written (72 bytes) plus a byte of solid mask;
+* one sweep per step: each row's nine populations are read once, collided in registers (vectorised over the row by
+  LLVM: the interior columns are a branch-free loop, the two wrapping edge columns are done apart) and written
+  straight into their streamed places in the other lattice (two lattices ping-pong); a cell update moves the minimum,
+  9 floats read and 9 written (72 bytes), plus one byte of solid mask;
 * bounce-back is a sparse fix-up after the sweep over the precomputed links (a few hundred per body): the population
-  a fluid cell should receive from a solid neighbour is the one that was just streamed *into* that neighbour, i.e.
-  ``f_i(x) = f_opp(x − c_i) + ramp · 6 w_i (c_i · u_wall)``, which is exactly the torch step's
+  a fluid cell should receive from a solid neighbour is the one just streamed *into* that neighbour, so
+  ``f_i(x) = f_opp(x − c_i) + ramp · 6 w_i (c_i · u_wall)`` — the torch step's
   ``where(link, post_opp + correction, roll(post_i))``;
-* the force is a gather over the body links of that result, like the torch path's; the density check (every
-  ``check_every`` steps) is one reduction per element.
+* the whole time loop of one batch element runs inside one compiled call that releases the GIL; the elements of a
+  batch are spread over ``threads`` Python threads. Elements are independent, so no thread ever waits for another
+  between steps: on a shared machine (the load here is often 4–8 on 2 cores) a per-step barrier made two threads
+  ~10× slower than one, for this kernel and for torch's OpenMP alike. One element's two lattices (2 × 9 × 49 × 98
+  floats ≈ 0.35 MB on the coarse car lattice) stay in the core's L2 cache for the whole run.
 
-An element that diverges is reported exactly like the torch path does and then skipped by the sweep (the torch path
-freezes it at the far field; either way its force is NaN and it cannot spoil the rest of the batch).
-
-numba's default threading layer (``workqueue``) must not be entered by two Python threads at once, and the oracle
-is called from several threads (Prefect's thread runner): every launch holds :data:`_LAUNCH_LOCK`, which costs
-nothing on two cores where one sweep already uses both.
+An element that diverges is reported exactly as by the torch path (step and reason) and its run stops there; its
+force is NaN (the torch path freezes it at the far field instead; either way it cannot spoil the rest of the batch).
 """
 
 from __future__ import annotations
 
 import math
-import threading
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from designers.lbm import OPPOSITE, VELOCITIES, WEIGHTS, FlowProblem, FlowResult, bounce_back_links, ramp_factor
+from designers.lbm import OPPOSITE, VELOCITIES, WEIGHTS, FlowProblem, FlowResult, ramp_factor
 
 try:
     import numba
-    from numba import njit, prange
+    from numba import njit
 except ImportError:  # pragma: no cover - numba is a dependency; the torch kernel is the fallback
     numba = None
 
-#: Bytes a cell update of this kernel moves: 9 float32 populations read and 9 written, one byte of solid mask.
+#: Bytes a cell update of this kernel moves at least: 9 float32 populations read and 9 written, a byte of solid mask.
 BYTES_PER_CELL_UPDATE = 9 * 2 * 4 + 1
-
-_LAUNCH_LOCK = threading.Lock()
 
 
 def available() -> bool:
     """Is numba importable (the CPU kernel usable)?"""
     return numba is not None
+
+
+def default_threads() -> int:
+    """Threads when none are asked for: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 if numba is not None:
@@ -60,20 +66,41 @@ if numba is not None:
     # w_i (|c_i|² − 2/3): the projection of the stress trace onto populations.
     _T0, _T1, _T5 = _F(4.0 / 9.0 * (0.0 - 2.0 / 3.0)), _F(1.0 / 9.0 * (1.0 - 2.0 / 3.0)), _F(1.0 / 36.0 * (2.0 - 2.0 / 3.0))
     _TWO, _TWO_TWENTYFIVE, _ONE_HALF = _F(2.0), _F(2.25), _F(1.5)
+    _WEIGHTS = np.array(WEIGHTS, dtype=np.float32)
+
+    try:
+        from numba.core.compiler import Compiler
+
+        class _NoAliasCompiler(Compiler):
+            """numba's pipeline with its ``noalias`` flag set: array arguments are declared not to overlap (as numba
+            itself does for the bodies of ``prange`` loops). Without it LLVM cannot prove that the sweep's nine
+            stores into one lattice miss the loads from the other, gives up vectorising, and the sweep runs at
+            25 instead of 140 MLUPS per core. True for :func:`_sweep`: its two lattices are distinct buffers and
+            the other arrays are only read."""
+
+            def define_pipelines(self):  # noqa: D102
+                self.state.flags.noalias = True
+                return super().define_pipelines()
+
+        _SWEEP_OPTIONS: dict = {"pipeline_class": _NoAliasCompiler}
+    except (ImportError, AttributeError):  # pragma: no cover - a numba without this hook: correct, just slower
+        _SWEEP_OPTIONS = {}
+    _CX = np.array([c[0] for c in VELOCITIES], dtype=np.float64)
+    _CY = np.array([c[1] for c in VELOCITIES], dtype=np.float64)
 
     @njit(inline="always", fastmath=True, error_model="numpy")
-    def _collide(f, b, y, x, s, target, t0, t0_sq, c_smag, w_bulk):  # pragma: no cover - compiled
-        """Post-collision populations of cell ``(b, y, x)`` after the sponge (strength ``s``) pulled them towards
+    def _collide(f, y, x, s, target, t0, t0_sq, c_smag, w_bulk):  # pragma: no cover - compiled
+        """Post-collision populations of cell ``(y, x)`` after the sponge (strength ``s``) pulled them towards
         ``target``: the torch step's collision, term by term."""
-        f0 = f[b, 0, y, x]
-        f1 = f[b, 1, y, x]
-        f2 = f[b, 2, y, x]
-        f3 = f[b, 3, y, x]
-        f4 = f[b, 4, y, x]
-        f5 = f[b, 5, y, x]
-        f6 = f[b, 6, y, x]
-        f7 = f[b, 7, y, x]
-        f8 = f[b, 8, y, x]
+        f0 = f[0, y, x]
+        f1 = f[1, y, x]
+        f2 = f[2, y, x]
+        f3 = f[3, y, x]
+        f4 = f[4, y, x]
+        f5 = f[5, y, x]
+        f6 = f[6, y, x]
+        f7 = f[7, y, x]
+        f8 = f[8, y, x]
         rho = f0 + f1 + f2 + f3 + f4 + f5 + f6 + f7 + f8
         ux = (f1 - f3 + f5 - f6 - f7 + f8) / rho
         uy = (f2 - f4 + f5 + f6 - f7 - f8) / rho
@@ -113,114 +140,130 @@ if numba is not None:
         )
 
     @njit(inline="always")
-    def _store(out, b, y, up, down, x, left, right, p):  # pragma: no cover - compiled
+    def _store(out, y, up, down, x, left, right, p):  # pragma: no cover - compiled
         """Stream one cell's post-collision populations: ``out[i, y + cy, x + cx] = p[i]`` (periodic)."""
-        out[b, 0, y, x] = p[0]
-        out[b, 1, y, right] = p[1]
-        out[b, 2, up, x] = p[2]
-        out[b, 3, y, left] = p[3]
-        out[b, 4, down, x] = p[4]
-        out[b, 5, up, right] = p[5]
-        out[b, 6, up, left] = p[6]
-        out[b, 7, down, left] = p[7]
-        out[b, 8, down, right] = p[8]
+        out[0, y, x] = p[0]
+        out[1, y, right] = p[1]
+        out[2, up, x] = p[2]
+        out[3, y, left] = p[3]
+        out[4, down, x] = p[4]
+        out[5, up, right] = p[5]
+        out[6, up, left] = p[6]
+        out[7, down, left] = p[7]
+        out[8, down, right] = p[8]
 
-    @njit(parallel=True, fastmath=True, cache=True, boundscheck=False, error_model="numpy")
-    def _sweep(f, out, solid, sponge, target, alive, tau0, smag, omega_bulk):  # pragma: no cover - compiled
-        """Collide every cell of ``f`` (B, 9, ny, nx) and stream into ``out`` (periodic), without bounce-back.
+    @njit(fastmath=True, cache=True, boundscheck=False, error_model="numpy", **_SWEEP_OPTIONS)
+    def _sweep(f, out, solid, sponge, target, t0, t0_sq, c_smag, w_bulk):  # pragma: no cover - compiled
+        """Collide every cell of one element's ``f`` (9, ny, nx) and stream into ``out`` (periodic), no
+        bounce-back yet."""
+        _, ny, nx = f.shape
+        for y in range(ny):
+            up = y + 1 if y + 1 < ny else 0
+            down = y - 1 if y > 0 else ny - 1
+            for x in range(1, nx - 1):
+                s = _ONE if solid[y, x] else sponge[y, x]
+                p = _collide(f, y, x, s, target, t0, t0_sq, c_smag, w_bulk)
+                _store(out, y, up, down, x, x - 1, x + 1, p)
+            for x in (0, nx - 1):
+                s = _ONE if solid[y, x] else sponge[y, x]
+                p = _collide(f, y, x, s, target, t0, t0_sq, c_smag, w_bulk)
+                _store(out, y, up, down, x, x - 1 if x > 0 else nx - 1, x + 1 if x + 1 < nx else 0, p)
 
-        One task per (element, row); the interior columns form a branch-free loop that LLVM vectorises, the two
-        edge columns (which wrap) are done apart. Rows never collide between tasks: for each direction,
-        ``y → y + cy`` is one-to-one."""
-        batch, _, ny, nx = f.shape
+    @njit(nogil=True, fastmath=True, cache=True, boundscheck=False, error_model="numpy")
+    def _run(f, out, solid, sponge, linear, quadratic, ramps, tau0, smag, omega_bulk, links, correction,
+             body_links, average_from, force_every, check_every, max_density_deviation, history):  # pragma: no cover
+        """The whole run of one batch element; returns ``(steps run, reason, deviation)``.
+
+        ``f``/``out``: the two lattices (9, ny, nx), ``f`` holding the initial state; ``links``: (k, 6) int32 rows
+        ``i, y, x, opp, y − cy, x − cx`` (destination population in the fluid, source in the solid neighbour),
+        ``correction``: the moving-wall term per link; ``body_links``: (m, 3) rows ``i, y, x`` of the links into
+        the body; ``history``: (samples, 2) the force samples (left untouched after a divergence). ``reason``: 0 ok,
+        1 non-finite density, 2 density off by more than ``max_density_deviation`` (the largest deviation returned).
+        The final state is in ``f`` if the steps run are even, else in ``out``.
+        """
+        _, ny, nx = f.shape
+        steps = ramps.shape[0]
         t0 = _F(tau0)
         t0_sq = t0 * t0
         c_smag = _F(smag)
         w_bulk = _F(omega_bulk)
-        for task in prange(batch * ny):
-            b = task // ny
-            y = task - b * ny
-            if alive[b] == 0:
-                continue
-            up = y + 1 if y + 1 < ny else 0
-            down = y - 1 if y > 0 else ny - 1
-            for x in range(1, nx - 1):
-                s = _ONE if solid[b, y, x] else sponge[y, x]
-                p = _collide(f, b, y, x, s, target, t0, t0_sq, c_smag, w_bulk)
-                _store(out, b, y, up, down, x, x - 1, x + 1, p)
-            for x in (0, nx - 1):
-                s = _ONE if solid[b, y, x] else sponge[y, x]
-                p = _collide(f, b, y, x, s, target, t0, t0_sq, c_smag, w_bulk)
-                _store(out, b, y, up, down, x, x - 1 if x > 0 else nx - 1, x + 1 if x + 1 < nx else 0, p)
-
-    @njit(cache=True, boundscheck=False)
-    def _bounce_back(flat, link_batch, link_dst, link_src, link_correction, alive, ramp):  # pragma: no cover
-        """``flat[dst] = flat[src] + ramp · correction`` on every link of a live element (src: the solid cell)."""
-        r = _F(ramp)
-        for k in range(link_dst.shape[0]):
-            if alive[link_batch[k]] != 0:
-                flat[link_dst[k]] = flat[link_src[k]] + r * link_correction[k]
-
-    @njit(cache=True, boundscheck=False)
-    def _force(flat, batch, link_batch, link_dst, weight_x, weight_y):  # pragma: no cover - compiled
-        """Momentum exchange on the body links: ``F = −2 Σ c_i f_i`` (weights hold ``−2 c_i``)."""
-        force = np.zeros((batch, 2), dtype=np.float64)
-        for k in range(link_dst.shape[0]):
-            value = flat[link_dst[k]]
-            force[link_batch[k], 0] += weight_x[k] * value
-            force[link_batch[k], 1] += weight_y[k] * value
-        return force
-
-    @njit(parallel=True, cache=True, boundscheck=False)
-    def _density_check(f, alive):  # pragma: no cover - compiled
-        """Per element: are all densities finite, and the largest ``|ρ − 1|``."""
-        batch, _, ny, nx = f.shape
-        finite = np.ones(batch, dtype=np.uint8)
-        deviation = np.zeros(batch, dtype=np.float64)
-        for b in prange(batch):
-            if alive[b] == 0:
-                continue
-            worst = 0.0
-            ok = True
-            for y in range(ny):
-                for x in range(nx):
-                    rho = 0.0
-                    for i in range(9):
-                        rho += f[b, i, y, x]
-                    if not math.isfinite(rho):
-                        ok = False
-                    elif abs(rho - 1.0) > worst:
-                        worst = abs(rho - 1.0)
-            finite[b] = 1 if ok else 0
-            deviation[b] = worst if ok else math.inf
-        return finite, deviation
+        target = np.empty((9, ny, nx), dtype=np.float32)
+        a, c = f, out
+        for n in range(steps):
+            r = ramps[n]
+            if n == 0 or r != ramps[n - 1]:
+                r2 = r * r
+                for i in range(9):
+                    w = _WEIGHTS[i]
+                    for y in range(ny):
+                        for x in range(nx):
+                            target[i, y, x] = w + r * linear[i, y, x] + r2 * quadratic[i, y, x]
+            _sweep(a, c, solid, sponge, target, t0, t0_sq, c_smag, w_bulk)
+            for k in range(links.shape[0]):
+                c[links[k, 0], links[k, 1], links[k, 2]] = (
+                    c[links[k, 3], links[k, 4], links[k, 5]] + r * correction[k]
+                )
+            a, c = c, a
+            if n >= average_from and (n - average_from) % force_every == 0:
+                fx = 0.0
+                fy = 0.0
+                for k in range(body_links.shape[0]):
+                    i = body_links[k, 0]
+                    value = a[i, body_links[k, 1], body_links[k, 2]]
+                    # momentum exchange on a body at rest: F = −2 Σ c_i f_i over its links
+                    fx -= 2.0 * _CX[i] * value
+                    fy -= 2.0 * _CY[i] * value
+                history[(n - average_from) // force_every, 0] = fx
+                history[(n - average_from) // force_every, 1] = fy
+            if (n + 1) % check_every == 0 or n + 1 == steps:
+                worst = 0.0
+                for y in range(ny):
+                    for x in range(nx):
+                        rho = 0.0
+                        for i in range(9):
+                            rho += a[i, y, x]
+                        if not math.isfinite(rho):
+                            return n + 1, 1, math.inf
+                        worst = max(worst, abs(rho - 1.0))
+                if worst > max_density_deviation:
+                    return n + 1, 2, worst
+        return steps, 0, 0.0
 
 
-def _links(problem: FlowProblem) -> tuple[np.ndarray, ...]:
-    """Flat indices of every bounce-back link (destination fluid population, source population in the solid
-    neighbour), the moving-wall correction per link, and the subset on the body with its force weights."""
-    body = problem.body.cpu()
-    walls = problem.walls.cpu()
-    batch, ny, nx = body.shape
-    solid = body | walls.unsqueeze(0)
-    links = bounce_back_links(solid).numpy()  # (B, 9, ny, nx)
-    wall_links = bounce_back_links(walls).numpy()  # (9, ny, nx)
-    body_links = bounce_back_links(body).numpy()
-    b, i, y, x = np.nonzero(links)
+def _bounce_back_links(solid: np.ndarray) -> np.ndarray:
+    """:func:`designers.lbm.bounce_back_links` in numpy (no torch op here: on a loaded machine torch's OpenMP
+    threads made these few small ops cost 0.8 s)."""
+    fluid = ~solid
+    ny, nx = solid.shape[-2:]
+    links = np.zeros(solid.shape[:-2] + (9, ny, nx), dtype=bool)
+    for i, (dx, dy) in enumerate(VELOCITIES):
+        shifted = np.zeros_like(solid)  # shifted[y, x] = solid[y − dy, x − dx], False outside (no wrap)
+        shifted[..., max(dy, 0): ny + min(dy, 0), max(dx, 0): nx + min(dx, 0)] = (
+            solid[..., max(-dy, 0): ny + min(-dy, 0), max(-dx, 0): nx + min(-dx, 0)]
+        )
+        links[..., i, :, :] = fluid & shifted
+    return links
+
+
+def _links(body: np.ndarray, walls: np.ndarray, wall_velocity: float) -> tuple[list[np.ndarray], ...]:
+    """Per element: the bounce-back links (rows ``i, y, x, opp, y − cy, x − cx``: destination fluid population and
+    the source population in the solid neighbour), their moving-wall correction ``6 w_i c_ix u_wall`` (links into
+    walls only), and the links into the body (rows ``i, y, x``) for the force."""
+    links = _bounce_back_links(body | walls[None])  # (B, 9, ny, nx)
+    wall_links = _bounce_back_links(walls)  # (9, ny, nx)
+    body_links = _bounce_back_links(body)
     cx = np.array([c[0] for c in VELOCITIES])
     cy = np.array([c[1] for c in VELOCITIES])
-    opposite = np.array(OPPOSITE)
-    weights = np.array(WEIGHTS)
-    dst = ((b * 9 + i) * ny + y) * nx + x
-    src = ((b * 9 + opposite[i]) * ny + (y - cy[i])) * nx + (x - cx[i])
-    correction = np.where(wall_links[i, y, x], 6.0 * weights[i] * cx[i] * problem.wall_velocity, 0.0)
-    bb, bi, by, bx = np.nonzero(body_links)
-    body_dst = ((bb * 9 + bi) * ny + by) * nx + bx
-    return (
-        b.astype(np.int64), dst.astype(np.int64), src.astype(np.int64), correction.astype(np.float32),
-        bb.astype(np.int64), body_dst.astype(np.int64), (-2.0 * cx[bi]).astype(np.float64),
-        (-2.0 * cy[bi]).astype(np.float64),
-    )
+    opposite, weights = np.array(OPPOSITE), np.array(WEIGHTS)
+    all_links, corrections, all_body = [], [], []
+    for b in range(links.shape[0]):
+        i, y, x = np.nonzero(links[b])
+        all_links.append(np.stack([i, y, x, opposite[i], y - cy[i], x - cx[i]], axis=1).astype(np.int32))
+        corrections.append(
+            np.where(wall_links[i, y, x], 6.0 * weights[i] * cx[i] * wall_velocity, 0.0).astype(np.float32)
+        )
+        all_body.append(np.stack(np.nonzero(body_links[b]), axis=1).astype(np.int32).reshape(-1, 3))
+    return all_links, corrections, all_body
 
 
 def simulate_numba(
@@ -232,11 +275,12 @@ def simulate_numba(
     check_every: int = 200,
     max_density_deviation: float = 0.5,
     threads: int | None = None,
+    return_fields: bool = False,
 ) -> FlowResult:
     """:func:`designers.lbm.simulate` on the CPU with the fused numba kernel (float32); same arguments, same result.
 
-    ``threads``: numba threads for this call (``None``: numba's default, all cores); set for the calling thread
-    only and restored after.
+    ``threads``: how many batch elements run at once (``None``: one per core this process may use).
+    ``return_fields``: also return the final density and velocity (``FlowResult.fields``).
     """
     if numba is None:
         raise RuntimeError("numba is not installed: use kernel='torch'")
@@ -245,77 +289,69 @@ def simulate_numba(
         raise ValueError(f"average_from must lie in [0, steps={steps}), got {average_from}")
     start = time.perf_counter()
     batch, ny, nx = problem.body.shape
-    body = problem.body.cpu().numpy()
-    walls = problem.walls.cpu().numpy()
-    solid = np.ascontiguousarray(body | walls[None]).astype(np.uint8)
+    body, walls = problem.body.cpu().numpy(), problem.walls.cpu().numpy()
+    solid = (body | walls[None]).astype(np.uint8)
     sponge = np.ascontiguousarray(problem.sponge.cpu().numpy(), dtype=np.float32)
     cx = np.array([c[0] for c in VELOCITIES], dtype=np.float32).reshape(9, 1, 1)
     cy = np.array([c[1] for c in VELOCITIES], dtype=np.float32).reshape(9, 1, 1)
     w = np.array(WEIGHTS, dtype=np.float32).reshape(9, 1, 1)
     ux_ff = problem.far_field[0].cpu().numpy().astype(np.float32)
     uy_ff = problem.far_field[1].cpu().numpy().astype(np.float32)
+    # Far-field equilibrium at ρ = 1 as a polynomial in the ramp r: feq = w + r·linear + r²·quadratic.
     cu = cx * ux_ff + cy * uy_ff
-    feq_linear = (w * 3 * cu).astype(np.float32)
-    feq_quadratic = (w * (np.float32(4.5) * cu * cu - np.float32(1.5) * (ux_ff * ux_ff + uy_ff * uy_ff))).astype(np.float32)
-
-    def target(ramp: float) -> np.ndarray:
-        r = np.float32(ramp)
-        return np.ascontiguousarray(w + r * feq_linear + (r * r) * feq_quadratic, dtype=np.float32)
-
-    (link_batch, link_dst, link_src, link_correction,
-     body_batch, body_dst, weight_x, weight_y) = _links(problem)
-
-    # Initial state: the far-field equilibrium at ρ = 1 scaled by the ramp at step 0, in every element.
-    r0 = ramp_factor(0, ramp_steps)
+    linear = np.ascontiguousarray(w * 3 * cu, dtype=np.float32)
+    quadratic = np.ascontiguousarray(
+        w * (np.float32(4.5) * cu * cu - np.float32(1.5) * (ux_ff * ux_ff + uy_ff * uy_ff)), dtype=np.float32
+    )
+    ramps = np.array([ramp_factor(n, ramp_steps) for n in range(steps)], dtype=np.float32)
+    links, corrections, body_links = _links(body, walls, problem.wall_velocity)
+    r0 = ramps[0] if steps else np.float32(ramp_factor(0, ramp_steps))
+    initial = w + r0 * linear + (r0 * r0) * quadratic
     f = np.empty((batch, 9, ny, nx), dtype=np.float32)
-    f[:] = target(r0)[None]
+    f[:] = initial[None]
     out = np.empty_like(f)
-    alive = np.ones(batch, dtype=np.uint8)
-    diverged_at = torch.full((batch,), -1, dtype=torch.long)
-    failures: list[str | None] = [None] * batch
-    history = np.empty((len(range(average_from, steps, force_every)), batch, 2), dtype=np.float32)
+    samples = len(range(average_from, steps, force_every))
+    history = np.full((samples, batch, 2), np.nan, dtype=np.float32)
+    element_history = np.full((batch, samples, 2), np.nan, dtype=np.float64)
     tau0 = 3.0 * problem.viscosity + 0.5
     smag = 18.0 * math.sqrt(2.0) * problem.smagorinsky**2
     omega_bulk = float(problem.bulk_relaxation)
 
-    previous_threads = numba.get_num_threads()
-    if threads:
-        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        current_target, current_ramp = target(r0), r0
-        for n in range(steps):
-            ramp = ramp_factor(n, ramp_steps)
-            if ramp != current_ramp:
-                current_target, current_ramp = target(ramp), ramp
-            with _LAUNCH_LOCK:
-                _sweep(f, out, solid, sponge, current_target, alive, tau0, smag, omega_bulk)
-            flat = out.reshape(-1)
-            _bounce_back(flat, link_batch, link_dst, link_src, link_correction, alive, ramp)
-            f, out = out, f
-            if n >= average_from and (n - average_from) % force_every == 0:
-                force = _force(flat, batch, body_batch, body_dst, weight_x, weight_y)
-                force[alive == 0] = np.nan
-                history[(n - average_from) // force_every] = force
-            if (n + 1) % check_every == 0 or n + 1 == steps:
-                with _LAUNCH_LOCK:
-                    finite, deviation = _density_check(f, alive)
-                bad = (alive != 0) & ((finite == 0) | (deviation > max_density_deviation))
-                for b in np.nonzero(bad)[0].tolist():
-                    diverged_at[b] = n + 1
-                    failures[b] = (
-                        f"flow solver diverged: non-finite density by step {n + 1}"
-                        if not finite[b]
-                        else f"flow solver diverged: density off by {float(deviation[b]):.2f} at step {n + 1}"
-                    )
-                    alive[b] = 0
-    finally:
-        if threads:
-            numba.set_num_threads(previous_threads)
+    def run(b: int) -> tuple[int, int, float]:
+        return _run(
+            f[b], out[b], solid[b], sponge, linear, quadratic, ramps, tau0, smag, omega_bulk, links[b],
+            corrections[b], body_links[b], average_from, force_every, check_every, max_density_deviation,
+            element_history[b],
+        )
 
+    workers = min(batch, threads or default_threads())
+    if workers <= 1:
+        outcomes = [run(b) for b in range(batch)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lbm") as pool:
+            outcomes = list(pool.map(run, range(batch)))
+
+    diverged_at = torch.full((batch,), -1, dtype=torch.long)
+    failures: list[str | None] = [None] * batch
+    fields = np.full((batch, 3, ny, nx), np.nan, dtype=np.float32) if return_fields else None
+    for b, (steps_run, reason, deviation) in enumerate(outcomes):
+        history[:, b] = element_history[b]
+        if reason:
+            diverged_at[b] = steps_run
+            failures[b] = (
+                f"flow solver diverged: non-finite density by step {steps_run}"
+                if reason == 1
+                else f"flow solver diverged: density off by {deviation:.2f} at step {steps_run}"
+            )
+        elif fields is not None:
+            final = f[b] if steps_run % 2 == 0 else out[b]
+            rho = final.sum(0)
+            fields[b, 0] = rho
+            fields[b, 1] = (final * cx).sum(0) / rho
+            fields[b, 2] = (final * cy).sum(0) / rho
     history_t = torch.from_numpy(history)
-    mean_force = history_t.mean(0) if len(history) else torch.full((batch, 2), math.nan)
-    alive_t = torch.from_numpy(alive.astype(bool))
-    mean_force = torch.where(alive_t.view(-1, 1), mean_force, torch.full_like(mean_force, math.nan))
+    mean_force = history_t.mean(0) if samples else torch.full((batch, 2), math.nan)
+    mean_force = torch.where((diverged_at < 0).view(-1, 1), mean_force, torch.full_like(mean_force, math.nan))
     return FlowResult(
         force=mean_force,
         force_history=history_t,
@@ -324,4 +360,5 @@ def simulate_numba(
         steps=steps,
         seconds=time.perf_counter() - start,
         cell_updates=steps * batch * ny * nx,
+        fields=torch.from_numpy(fields) if fields is not None else None,
     )
