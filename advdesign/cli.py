@@ -80,13 +80,15 @@ def campaign_lines(summary: dict[str, Any], params: Any) -> list[str]:
         if "error" in r:
             rows.append(f"{defense:8} failed: {r['error']}")
             continue
-        gap = {"gap": r["predicted_improvement_mean"] - r["oracle_improvement_mean"]} if (
+        gap = {"gap": r["improvement_gap"]} if "improvement_gap" in r else {
+            "gap": r["predicted_improvement_mean"] - r["oracle_improvement_mean"]} if (
             "predicted_improvement_mean" in r and "oracle_improvement_mean" in r) else {}
         rows.append(f"{defense:8} {number(r, 'validation_r2'):>6} {number(r, 'success_rate'):>8} "
                     f"{number(r, 'transfer_rate'):>9} {number(r, 'oracle_improvement_mean'):>10} "
                     f"{number(r, 'predicted_improvement_mean'):>10} {number(gap, 'gap'):>7}")
     m = summary["mlflow"]
-    rows += ["gap: predicted minus true gain (large: the search found the surrogate's errors, not better designs)",
+    rows += ["gap: predicted minus true gain per seed (large: the search found the surrogate's errors, not better "
+             "designs)",
              f"oracle calls {summary['oracle_calls']}, {summary['wall_seconds']:.0f} s",
              mlflow_line(m["tracking_uri"], m["parent_run_id"], m["experiment_id"])]
     return rows
@@ -198,7 +200,7 @@ def commands() -> dict[str, Command]:
 
 
 def build_parser(only: str | None = None) -> ArgumentParser:
-    """The whole command line; ``only``: the options of that subcommand alone (the others' cost imports)."""
+    """The whole command line; ``only``: the options of that subcommand alone ("": none of them)."""
     parser = ArgumentParser(prog="advdesign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in commands().items():
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     table = commands()
     name = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = build_parser(only=name if name in table else None).parse_args(argv)
+        # Only the chosen subcommand's options: building the others would import their flows.
+        args = build_parser(only=name if name in table else "").parse_args(argv)
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
