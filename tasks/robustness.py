@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tasks.attacks.apgd import APGD
+from tasks.attacks.autoattack import AutoAttack
 from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss, prediction_loss
 from tasks.attacks.fgsm import FGSM
 from tasks.attacks.pgd import PGD
@@ -62,6 +64,9 @@ class EvaluationSettings:
         chance_margin: how far above chance the large-ε accuracy (and below it, clean accuracy) may sit.
         batch_size: examples per attack batch.
         seed: seeds every random start, noise draw and direction.
+        autoattack: run AutoAttack (classifiers) beside PGD; autoattack_steps: iterations of APGD-CE, APGD-T and
+            FAB-T (100 in the standard version); square_queries: Square's query budget (5 000 in the standard).
+        apgd_steps, apgd_restarts: the regression APGD probe of a surrogate (Croce & Hein: 100 iterations).
     """
 
     eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
@@ -76,12 +81,19 @@ class EvaluationSettings:
     seed: int = 0
     lower: float = 0.0
     upper: float = 1.0
+    autoattack: bool = True
+    autoattack_steps: int = 100
+    square_queries: int = 5000
+    apgd_steps: int = 100
+    apgd_restarts: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", validate_eps(self.eps, self.lower, self.upper))
         validate_eps([self.large_eps], self.lower, self.upper)
         if self.pgd_steps < 1 or self.pgd_restarts < 1 or self.transfer_steps < 1:
             raise ValueError("PGD steps and restarts must be ≥ 1")
+        if min(self.autoattack_steps, self.square_queries, self.apgd_steps, self.apgd_restarts) < 1:
+            raise ValueError("AutoAttack steps, Square queries, APGD steps and restarts must be ≥ 1")
 
 
 def white_box_attacks(settings: EvaluationSettings, loss: PerExampleLoss = cross_entropy_loss,
@@ -100,6 +112,19 @@ def white_box_attacks(settings: EvaluationSettings, loss: PerExampleLoss = cross
                                       loss, lower, upper, generator()),
         "random_noise": lambda model, eps: RandomNoise(model, eps, loss, lower, upper, generator()),
     }
+
+
+def autoattack_factory(settings: EvaluationSettings, n_classes: int) -> AttackFactory:
+    """AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square; sequential, as the reference code runs it)
+    with the settings' iterations and Square budget."""
+    return lambda model, eps: AutoAttack(model, eps, n_classes, settings.autoattack_steps, settings.square_queries,
+                                         seed=settings.seed, lower=settings.lower, upper=settings.upper)
+
+
+def apgd_factory(settings: EvaluationSettings, loss: PerExampleLoss = cross_entropy_loss) -> AttackFactory:
+    """APGD-L∞ (Croce & Hein 2020) on any per-example loss: the regression sweep's worst-case probe."""
+    return lambda model, eps: APGD(model, eps, settings.apgd_steps, settings.apgd_restarts, loss, settings.lower,
+                                   settings.upper, torch.Generator().manual_seed(settings.seed))
 
 
 def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -379,6 +404,21 @@ def check_converged(base: Mapping[float, float], more_steps: Mapping[float, floa
     if not passed:
         detail += " — attack not converged: raise PGD steps/restarts"
     return Check("pgd_converged", passed, detail, {f"gain.{k[0]}.eps_{k[1]:g}": v for k, v in drops.items()})
+
+
+def check_autoattack_agrees(curves: Mapping[str, Mapping[float, float]], tolerance: float,
+                            pgd: str = "pgd", autoattack: str = "autoattack") -> Check:
+    """AutoAttack's robust accuracy may not be more than ``tolerance`` below our PGD's at any ε: if it is, our PGD
+    overstated the defense's robustness (Croce & Hein 2020 found this for many published defenses)."""
+    gaps = {e: curves[pgd][e] - a for e, a in curves[autoattack].items() if e in curves[pgd]}
+    bad = {e: g for e, g in gaps.items() if g > tolerance}
+    worst = max(gaps.values()) if gaps else 0.0
+    detail = (f"PGD minus AutoAttack accuracy, largest {worst:+.4f} (tolerance {tolerance:g}); PGD "
+              + _fmt({e: curves[pgd][e] for e in gaps}) + "; AutoAttack " + _fmt({e: curves[autoattack][e] for e in gaps}))
+    if bad:
+        detail += (" — our PGD overstated robustness at " + ", ".join(f"ε={e:g} (by {g:.3f})" for e, g in bad.items())
+                   + ": report AutoAttack's number")
+    return Check("autoattack_not_below_pgd", not bad, detail, {f"gap.eps_{e:g}": g for e, g in gaps.items()})
 
 
 def check_transfer_weaker(curves: Mapping[str, Mapping[float, float]], transfer: Sequence[str], tolerance: float) -> Check:

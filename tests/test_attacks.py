@@ -73,3 +73,69 @@ def test_vat_perturbation_has_norm_eps_and_finds_the_sensitive_direction():
     assert r.norm().item() == pytest.approx(0.5, rel=1e-4)
     cosine = torch.nn.functional.cosine_similarity(r, w.unsqueeze(0)).abs().item()
     assert cosine > 0.99
+
+
+# -- APGD (Croce & Hein 2020) -----------------------------------------------------------------------------------------
+def test_apgd_checkpoints_follow_the_paper():
+    from tasks.attacks.apgd import checkpoints
+
+    # p = 0, 0.22, 0.41, 0.57, 0.69, 0.79, 0.85, 0.91, 0.97 (the paper's sequence) → ⌈p·100⌉
+    assert checkpoints(100) == [22, 41, 58, 70, 80, 87, 93, 99]
+
+
+def test_apgd_reaches_the_exact_worst_case_error_of_a_linear_model():
+    from tasks.attacks.apgd import APGD
+
+    torch.manual_seed(0)
+    model = nn.Linear(6, 1)
+    x = torch.rand(32, 6)
+    with torch.no_grad():
+        y = model(x).squeeze(-1) + 0.3 * torch.randn(32)
+    eps = 0.1
+    # For f(x) = w·x + b the largest |f(x′) − y| over the ball ∩ box is at a corner: push each input along ±sign(w).
+    with torch.no_grad():
+        up = model(torch.clamp(x + eps * model.weight.sign(), 0, 1)).squeeze(-1)
+        down = model(torch.clamp(x - eps * model.weight.sign(), 0, 1)).squeeze(-1)
+    exact = torch.maximum((up - y).abs(), (down - y).abs())
+    x_apgd = APGD(model, eps, steps=100, restarts=2, loss=squared_error_loss,
+                  generator=torch.Generator().manual_seed(0))(x, y)
+    x_pgd = PGD(model, eps, steps=20, loss=squared_error_loss, generator=torch.Generator().manual_seed(0))(x, y)
+    with torch.no_grad():
+        err_apgd = (model(x_apgd).squeeze(-1) - y).abs()
+        err_pgd = (model(x_pgd).squeeze(-1) - y).abs()
+    assert (x_apgd - x).abs().max() <= eps + 1e-6 and x_apgd.min() >= 0 and x_apgd.max() <= 1
+    assert torch.allclose(err_apgd, exact, atol=1e-4)
+    assert bool((err_apgd >= err_pgd - 1e-5).all())
+
+
+def test_apgd_finds_at_least_pgds_worst_case_error_on_a_fixed_nonlinear_surrogate():
+    from tasks.attacks.apgd import APGD
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+    x = torch.rand(128, 8)
+    with torch.no_grad():
+        y = model(x).squeeze(-1)
+    for eps in (0.05, 0.2):
+        x_pgd = PGD(model, eps, steps=20, restarts=1, loss=squared_error_loss,
+                    generator=torch.Generator().manual_seed(0))(x, y)
+        x_apgd = APGD(model, eps, steps=100, restarts=2, loss=squared_error_loss,
+                      generator=torch.Generator().manual_seed(0))(x, y)
+        with torch.no_grad():
+            err_pgd = (model(x_pgd).squeeze(-1) - y).pow(2)
+            err_apgd = (model(x_apgd).squeeze(-1) - y).pow(2)
+        assert (x_apgd - x).abs().max() <= eps + 1e-6
+        assert float(err_apgd.mean()) >= float(err_pgd.mean())
+        assert float((err_apgd < 0.99 * err_pgd - 1e-7).float().mean()) <= 0.02  # per example, too
+
+
+def test_apgd_classification_is_not_weaker_than_pgd():
+    from tasks.attacks.apgd import APGD
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 3))
+    x, y = torch.rand(64, 8), torch.randint(0, 3, (64,))
+    pgd = PGD(model, 0.2, steps=20, generator=torch.Generator().manual_seed(0))(x, y)
+    apgd = APGD(model, 0.2, steps=50, generator=torch.Generator().manual_seed(0))(x, y)
+    ce = nn.functional.cross_entropy
+    assert ce(model(apgd), y, reduction="sum") >= ce(model(pgd), y, reduction="sum") - 1e-4

@@ -93,3 +93,78 @@ def test_classification_fgsm_training_raises_robust_accuracy():
         train_model(model, x[:500], y[:500], x[500:], y[500:], config, task="classification")
         results[name] = robust_accuracy(model)
     assert results["fgsm"] > results["none"]
+
+
+# -- TRADES and COMs ------------------------------------------------------------------------------------------------
+def _train(defense: Defense, x, y, epochs=8, seed=0):
+    torch.manual_seed(seed)
+    model = Surrogate((3, 4), hidden=(32,))
+    model.set_target_scale(y)
+    config = TrainingConfig(epochs=epochs, batch_size=32, lr=3e-3, seed=seed, defense=defense)
+    history = train_model(model, x[:320], y[:320], x[320:], y[320:], config)
+    return model, history
+
+
+def test_trades_with_beta_zero_is_plain_training_weight_for_weight():
+    x, y = regression_data()
+    plain, plain_history = _train(Defense(name="none", eps=0.05, pgd_steps=3), x, y)
+    trades, trades_history = _train(Defense(name="trades", trades_beta=0.0, eps=0.05, pgd_steps=3), x, y)
+    assert [r.train_loss for r in trades_history.epochs] == [r.train_loss for r in plain_history.epochs]
+    assert [r.validation_loss for r in trades_history.epochs] == [r.validation_loss for r in plain_history.epochs]
+    for (name, a), b in zip(plain.state_dict().items(), trades.state_dict().values()):
+        assert torch.equal(a, b), name
+    # and β > 0 really changes training
+    other, _ = _train(Defense(name="trades", trades_beta=6.0, eps=0.05, pgd_steps=3), x, y)
+    assert not torch.equal(other.state_dict()["net.1.weight"], plain.state_dict()["net.1.weight"])
+
+
+def test_trades_shrinks_the_regression_prediction_change_under_attack():
+    from tasks.attacks import PGD, prediction_loss
+
+    x, y = regression_data()
+    change = {}
+    for name, beta in (("none", 0.0), ("trades", 6.0)):
+        model, _ = _train(Defense(name="none" if name == "none" else "trades", trades_beta=beta, eps=0.05,
+                                  pgd_steps=3), x, y)
+        with torch.no_grad():
+            clean = model(x[320:])
+        x_adv = PGD(model, 0.05, 10, loss=prediction_loss, generator=torch.Generator().manual_seed(0))(x[320:])
+        with torch.no_grad():
+            change[name] = float((model(x_adv) - clean).abs().mean())
+    assert change["trades"] < 0.7 * change["none"], change
+
+
+def test_coms_lowers_predictions_on_its_own_ascent_points():
+    from tasks.defenses import l2_ascent
+
+    x, y = regression_data()
+    x = 0.5 * x  # training designs in a corner of the box: the ascent walks off the data
+    over_estimate, mean_ascent = {}, {}
+    for name in ("none", "coms"):
+        model, history = _train(Defense(name=name, coms_limit=0.5, coms_steps=5, coms_step_size=0.1), x, y, epochs=10)
+        ascended = l2_ascent(model, x, 5, 0.1)
+        with torch.no_grad():
+            mean_ascent[name] = float(model(ascended).mean())
+            over_estimate[name] = float((model(ascended).mean() - model(x).mean()) / model.target_std)
+        if name == "coms":
+            assert len(history.coms_alpha) == 10 and all(a >= 0 for a in history.coms_alpha)
+    assert mean_ascent["coms"] < mean_ascent["none"], mean_ascent
+    assert over_estimate["coms"] < 0.5 * over_estimate["none"], over_estimate
+
+
+def test_coms_refuses_classifiers():
+    model = torch.nn.Linear(4, 2)
+    x, y = torch.rand(8, 4), torch.randint(0, 2, (8,))
+    with pytest.raises(ValueError, match="regression surrogates"):
+        train_model(model, x, y, x, y, TrainingConfig(epochs=1, defense=Defense(name="coms")), task="classification")
+
+
+def test_new_defenses_are_offered_everywhere_defenses_are_validated():
+    from flows.parameters import CampaignParameters, SurrogateParameters
+    from tasks.training import DEFENSES
+
+    assert {"trades", "coms"} <= set(DEFENSES)
+    assert CampaignParameters(defenses=("trades", "coms")).defenses == ("trades", "coms")
+    assert SurrogateParameters().trades_beta == 6.0
+    with pytest.raises(ValueError):
+        Defense(name="trades", trades_beta=-1.0)

@@ -5,6 +5,8 @@ inside an L∞ ε-ball around ``x`` intersected with the input box. The same obj
 robustness evaluation and, with the loss set to the model's own prediction, gradient-based design search.
 """
 
+from tasks.attacks.apgd import APGD
+from tasks.attacks.autoattack import AutoAttack
 from tasks.attacks.base import Attack, cross_entropy_loss, prediction_loss, squared_error_loss
 from tasks.attacks.fgsm import FGSM
 from tasks.attacks.pgd import PGD
@@ -13,7 +15,9 @@ from tasks.attacks.transfer import SubstituteEnsemble, TransferAttack, label_que
 from tasks.attacks.vat import VirtualAdversarial
 
 __all__ = [
+    "APGD",
     "Attack",
+    "AutoAttack",
     "FGSM",
     "PGD",
     "RandomNoise",
