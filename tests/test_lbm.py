@@ -73,12 +73,17 @@ def test_ramp_is_smooth_and_reaches_one():
     assert ramp_factor(7, 0) == 1.0
 
 
-def test_empty_stream_stays_uniform_and_feels_no_force():
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+def test_empty_stream_stays_uniform_and_feels_no_force(kernel):
     problem = uniform_stream(torch.zeros(1, 12, 24, dtype=torch.bool))
-    result = simulate(problem, 200, average_from=100)
+    result = simulate(problem, 200, average_from=100, kernel=kernel, return_fields=True)
     assert result.failures == [None]
     assert result.force.abs().max().item() < 1e-5
     assert result.cell_updates == 200 * 12 * 24
+    rho, ux, uy = result.fields[0]
+    torch.testing.assert_close(rho, torch.ones_like(rho), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ux, torch.full_like(ux, 0.05), atol=1e-5, rtol=0)
+    assert uy.abs().max() < 1e-5
 
 
 def test_cylinder_drag_is_positive_and_lift_vanishes_by_symmetry():
@@ -94,12 +99,13 @@ def test_cylinder_drag_is_positive_and_lift_vanishes_by_symmetry():
     assert 1.5 < drag_coefficient < 5.0
 
 
-def test_divergence_is_reported_per_element_without_spoiling_the_batch():
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+def test_divergence_is_reported_per_element_without_spoiling_the_batch(kernel):
     ny, nx = 24, 48
     body = torch.zeros(2, ny, nx, dtype=torch.bool)
     body[1, 8:16, 14:16] = True  # element 1: a plate hit impulsively at Re ≈ 10⁵ with no eddy viscosity
     problem = uniform_stream(body, speed=0.3, viscosity=1e-5, smagorinsky=0.0, bulk_relaxation=1.9)
-    result = simulate(problem, 400, check_every=50)
+    result = simulate(problem, 400, check_every=50, kernel=kernel)
     assert result.failures[0] is None
     assert result.failures[1] is not None and "diverged" in result.failures[1]
     assert result.diverged_at.tolist()[0] == -1 and 0 < result.diverged_at.tolist()[1] <= 400
@@ -132,17 +138,18 @@ def test_compiled_step_matches_eager():
     ny, nx = 32, 80
     yy, xx = torch.meshgrid(torch.arange(ny) + 0.5, torch.arange(nx) + 0.5, indexing="ij")
     body = (((xx - 24) ** 2 + (yy - ny / 2) ** 2) <= 4.0**2).unsqueeze(0).repeat(2, 1, 1)
-    eager = simulate(uniform_stream(body), 400, ramp_steps=100)
-    compiled = simulate(uniform_stream(body), 400, ramp_steps=100, compile=True)
+    eager = simulate(uniform_stream(body), 400, ramp_steps=100, kernel="torch")
+    compiled = simulate(uniform_stream(body), 400, ramp_steps=100, compile=True, kernel="torch")
     torch.testing.assert_close(compiled.force, eager.force, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.slow
-def test_schaefer_turek_2d1_cylinder_drag_within_five_percent():
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+def test_schaefer_turek_2d1_cylinder_drag_within_five_percent(kernel):
     """Schäfer & Turek (1996), benchmark 2D-1 (Re = 20): C_D = 5.58. Stair-step bounce-back at D = 20 cells."""
     problem, force_to_drag = schaefer_turek_2d1(diameter_cells=20, u_max=0.05)
     steps = 8000
-    result = simulate(problem, steps, average_from=6000, force_every=10, compile=True)
+    result = simulate(problem, steps, average_from=6000, force_every=10, compile=True, kernel=kernel)
     assert result.failures == [None]
     drag = float(result.force[0, 0]) * force_to_drag
     history = result.force_history[:, 0, 0] * force_to_drag
