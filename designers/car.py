@@ -690,6 +690,26 @@ class CarDesigner(Designer):
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
+    def render_flow(
+        self, pairs: Sequence[tuple[CarBlueprint, CarBlueprint]], path: str, captions: Sequence[str] | None = None,
+        quantity: str = "speed",
+    ) -> None:
+        """Flow pictures of (seed, design) pairs into a PNG: one row per pair, seed left, design right, the speed
+        (``quantity="speed"``, |u|/U with streamlines) or ``"vorticity"`` field at the end of the oracle's own run
+        (this designer's lattice, kernel and threads), with the profile, cabin box, moving ground and flow direction.
+        Runs one batched flow of all the blueprints; not an oracle call (nothing is counted). ``captions``: one per
+        pair, shown over the design's panel. See :mod:`designers.car_flow_picture`."""
+        from designers.car_flow_picture import car_flow_fields, render_flow_panels
+
+        blueprints = [blueprint for pair in pairs for blueprint in pair]
+        labels = []
+        for k in range(len(pairs)):
+            labels += ["", captions[k] if captions is not None and k < len(captions) else ""]
+        panels = car_flow_fields(self, blueprints, labels)
+        rows = [(panels[2 * k], panels[2 * k + 1]) for k in range(len(pairs))]
+        render_flow_panels(rows, path, quantity=quantity,
+                           x_range=(-1.5, float(self._high[0]) + 3.0), y_range=(-0.25, self.max_height_m + 1.6))
+
     @staticmethod
     def _outline(design: CarBlueprint) -> tuple[np.ndarray, np.ndarray]:
         fractions = np.linspace(0.0, 1.0, 120)
