@@ -229,17 +229,27 @@ class Terminated(SystemExit):
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    with _RUNS_LOCK:
+        open_runs = bool(_OPEN_RUNS)
+    if not open_runs:  # nothing to end: die as the default action would
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Terminated(128 + signum)
 
 
-def _install_sigterm_handler() -> None:
-    """Turn SIGTERM into :class:`Terminated` when it would otherwise kill the process on the spot; a handler
-    already installed (Prefect's flow engine raises its ``TerminationSignal``) is left alone."""
+def _sigterm_handler(install: bool) -> None:
+    """While runs are open, turn SIGTERM into :class:`Terminated` (so ``finally`` blocks end the runs KILLED)
+    where it would otherwise kill the process on the spot; restore the default when none is open. A handler
+    someone else installed (Prefect's flow engine raises its ``TerminationSignal``) is left alone."""
     if threading.current_thread() is not threading.main_thread():
         return
     try:
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        current = signal.getsignal(signal.SIGTERM)
+        if install and current == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
+        elif not install and current is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError):
         pass
 
@@ -293,7 +303,6 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_id = _get_or_create_experiment(self.client, experiment, local_artifact_root(self.uri))
-        _install_sigterm_handler()
         self.reap_orphans()
 
     # -- runs ---------------------------------------------------------------------------------------------------
@@ -324,10 +333,10 @@ class Tracker:
         all_tags = {**source_tags(), **process_tags(), **dict(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        _install_sigterm_handler()
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         with _RUNS_LOCK:
             _OPEN_RUNS[run.info.run_id] = self.client
+        _sigterm_handler(install=True)
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id
@@ -337,6 +346,9 @@ class Tracker:
         SIGTERM) unwinds the process, e.g. from a ``finally`` block."""
         with _RUNS_LOCK:
             _OPEN_RUNS.pop(run_id, None)
+            none_open = not _OPEN_RUNS
+        if none_open:
+            _sigterm_handler(install=False)
         reason = _interrupt_reason()
         if reason:
             self.client.set_tag(run_id, KILLED_REASON_TAG, reason)
