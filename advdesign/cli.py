@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 from advdesign import environment
-from advdesign.options import ArgumentParser, Command, UsageError
+from advdesign.options import ArgumentParser, Command
 from advdesign.report import check_tracking, mlflow_line, number, report
 
 # --- presets: what each subcommand's parameters start from, before the flags --------------------------------

@@ -115,7 +115,8 @@ def test_every_default_shown_parses_back_to_the_same_parameters():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["campaign", "--search", "greedy"], "argument --search: unknown search strategy 'greedy'; choose one of loop, one-shot"),
+    (["campaign", "--search", "greedy"],
+     "argument --search: unknown search strategy 'greedy'; choose one of loop, one-shot"),
     (["campaign", "--method", "newton"], "choose one of signed, l2, adam"),
     (["train", "--designer", "boat"], "unknown designer 'boat'; choose one of molecule, car"),
     (["design", "--model", "models:/m@x", "--designer", "boat"], "choose one of molecule, car"),
