@@ -15,7 +15,8 @@ import pytest
 from advdesign import cli
 from advdesign.cli import build_parser, campaign_parameters, main
 from advdesign.options import flag, leaves, show
-from flows.parameters import (QUICK, CampaignParameters, DataParameters, SearchParameters, SurrogateParameters)
+from flows.parameters import QUICK, CampaignParameters, DataParameters, SearchParameters, SurrogateParameters
+from tasks.training import DEFENSES
 
 #: Which parameter sections each subcommand's flow takes.
 SECTIONS = {
@@ -82,8 +83,7 @@ def test_the_design_loop_fields_are_flags_with_their_choices(capsys, monkeypatch
 def test_help_shows_the_car_default_and_what_quick_sets(capsys, monkeypatch):
     lines = _help("campaign", capsys, monkeypatch)
     assert "[default 30000; car 1000; --quick 3000; --quick car 192]" in lines["--n-labelled"]
-    assert "{molecule,car}" in lines["--designer"] and "{none,fgsm,pgd,vat}" in lines["--defenses"].replace(
-        "none,fgsm,pgd,vat", "{none,fgsm,pgd,vat}")
+    assert "{molecule,car}" in lines["--designer"] and ",".join(DEFENSES) in lines["--defenses"]
     quick = lines["--quick"]
     for designer, sections in QUICK.items():
         assert f"{designer}:" in quick
@@ -122,8 +122,8 @@ def test_every_default_shown_parses_back_to_the_same_parameters():
     (["design", "--model", "models:/m@x", "--designer", "boat"], "choose one of molecule, car"),
     (["tune", "--metric", "accuracy"], "choose one of validation_mae, validation_mse, transfer_rate"),
     (["baselines", "--resolution", "huge"], "choose one of coarse, fine, finest, smoke"),
-    (["train", "--defense", "madry"], "unknown defense 'madry'; choose one of none, fgsm, pgd, vat"),
-    (["campaign", "--defenses", "none,madry"], "unknown defense 'madry'; choose from none, fgsm, pgd, vat"),
+    (["train", "--defense", "madry"], f"unknown defense 'madry'; choose one of {', '.join(DEFENSES)}"),
+    (["campaign", "--defenses", "none,madry"], f"unknown defense 'madry'; choose from {', '.join(DEFENSES)}"),
     (["evaluate", "--dataset", "cifar"], "choose one of digits, mnist"),
     (["campaign", "--n-labelled", "many"], "argument --n-labelled: invalid int value: 'many'"),
     (["campaign", "--n-labelled", "5"], "--n-labelled: Input should be greater than or equal to 10"),
