@@ -35,7 +35,8 @@ def _options(parser: argparse.ArgumentParser) -> None:
 COMMAND = Command(
     "evaluate", "attack/defense robustness evaluation (benchmark classifiers or a logged surrogate)",
     lambda args, params: run(args, params), model=_evaluate_model, extra=_options, func=lambda args: run(args),
-    description="Train a classifier under each defense and attack it (FGSM, PGD, random noise, transfer), or "
+    description="Train a classifier under each defense and attack it (FGSM, PGD, AutoAttack, random noise, "
+    "transfer), or "
     "attack a logged model (--model with --test-set); check the evaluation for the usual failure modes and "
     "log everything to MLflow.")
 

@@ -4,12 +4,12 @@ experiments — all tracked in MLflow (one run, a nested run per defense) and su
 Two modes:
 
 * benchmark (``dataset="digits"`` or ``"mnist"``): a small classifier is trained under each defense (none, FGSM,
-  PGD, VAT adversarial training via :func:`tasks.training.train_model`), then attacked white-box (FGSM, PGD-L∞ with
-  random start and restarts), with the random-noise baseline and black-box (transfer from a substitute and from an
-  ensemble of substitutes trained on the target's labels);
+  PGD, VAT adversarial training, TRADES via :func:`tasks.training.train_model`), then attacked white-box (FGSM,
+  PGD-L∞ with random start and restarts, AutoAttack's standard ensemble), with the random-noise baseline and
+  black-box (transfer from a substitute and from an ensemble of substitutes trained on the target's labels);
 * surrogate (``model_uri`` plus an ``.npz`` test set): any model logged by the project is attacked in its own input
   space — regression robustness (worst-case prediction change and adversarial error max|f(x+δ)−y| per ε and
-  attack) or, when the model outputs class logits, the classification protocol without the transfer attacks.
+  attack, with APGD as the worst-case probe beside PGD) or, when the model outputs class logits, the classification protocol without the transfer attacks.
 
 Deployment entrypoint: ``flows/robustness_evaluation.py:robustness_evaluation``.
 """
@@ -38,9 +38,9 @@ from tasks.attacks.base import cross_entropy_loss, prediction_loss
 from tasks.attacks.transfer import TransferAttack, train_substitute
 from tasks.classifiers import ClassificationData, accuracy, build_architecture, load_classification_data
 from tasks.tracking import Tracker, load_model, resolve_model_uri
-from tasks.training import DEFENSES, Defense, TrainingConfig, train_model
+from tasks.training import DEFENSES, REGRESSION_ONLY_DEFENSES, Defense, TrainingConfig, train_model
 
-DefenseName = Literal["none", "fgsm", "pgd", "vat"]
+DefenseName = Literal["none", "fgsm", "pgd", "vat", "trades", "coms"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class BenchmarkPlan:
     defense_eps: float
     vat_eps: float
     pgd_training_steps: int
+    trades_beta: float
     substitute: str
     ensemble: tuple[str, ...]
     substitute_epochs: int
@@ -63,8 +64,10 @@ class BenchmarkPlan:
     logits_t_max: float
 
 
-def benchmark_plan(dataset: str, quick: bool, eps: list[float] | None, seed: int) -> BenchmarkPlan:
-    """Quick: seconds per defense, for tests and smoke runs. Full: the numbers reported in the docs."""
+def benchmark_plan(dataset: str, quick: bool, eps: list[float] | None, seed: int, autoattack: bool = True,
+                   autoattack_steps: int | None = None, square_queries: int | None = None) -> BenchmarkPlan:
+    """Quick: seconds per defense, for tests and smoke runs. Full: the numbers reported in the docs. AutoAttack:
+    the standard version's 100 iterations and 5 000 Square queries unless lowered (quick: 10 and 100)."""
     default_eps = (0.1, 0.3) if quick else (0.05, 0.1, 0.2, 0.3)
     settings = rb.EvaluationSettings(
         eps=tuple(eps) if eps else default_eps,
@@ -72,12 +75,15 @@ def benchmark_plan(dataset: str, quick: bool, eps: list[float] | None, seed: int
         pgd_restarts=1 if quick else 4,  # the convergence check showed 1 restart short by 3 points at ε = 0.2
         transfer_steps=10 if quick else 20,
         seed=seed,
+        autoattack=autoattack,
+        autoattack_steps=autoattack_steps or (10 if quick else 100),
+        square_queries=square_queries or (100 if quick else 5000),
     )
     reach = max(settings.eps)
     if dataset == "digits":
         return BenchmarkPlan(  # quick: an MLP target (4× cheaper to train than the CNN) and MLP substitutes
             target_architecture="mlp" if quick else "cnn", epochs=8 if quick else 30, defense_eps=0.1, vat_eps=1.0,
-            pgd_training_steps=3 if quick else 7, substitute="mlp_deep" if quick else "mlp",
+            pgd_training_steps=3 if quick else 7, trades_beta=6.0, substitute="mlp_deep" if quick else "mlp",
             ensemble=("mlp_deep", "mlp") if quick else ("mlp", "mlp_deep", "cnn_wide"),
             substitute_epochs=6 if quick else 30, settings=settings, seed_examples=8 if quick else 50,
             gaas_examples=10 if quick else 100, gaas_eps_l2=2.0, cross_section_eps=reach, logits_t_max=2 * reach,
@@ -85,7 +91,7 @@ def benchmark_plan(dataset: str, quick: bool, eps: list[float] | None, seed: int
     if dataset == "mnist":
         return BenchmarkPlan(
             target_architecture="mlp", epochs=3 if quick else 12, defense_eps=0.1, vat_eps=2.0,
-            pgd_training_steps=3 if quick else 7, substitute="cnn",
+            pgd_training_steps=3 if quick else 7, trades_beta=6.0, substitute="cnn",
             ensemble=("cnn", "mlp_deep"),
             substitute_epochs=2 if quick else 4, settings=settings, seed_examples=8 if quick else 50,
             gaas_examples=10 if quick else 100, gaas_eps_l2=5.0, cross_section_eps=reach, logits_t_max=2 * reach,
@@ -100,7 +106,8 @@ def train_classifier(data: ClassificationData, defense: str, plan: BenchmarkPlan
     model = build_architecture(plan.target_architecture, data, seed=plan.settings.seed)
     config = TrainingConfig(
         epochs=plan.epochs, seed=plan.settings.seed,
-        defense=Defense(defense, eps=plan.defense_eps, pgd_steps=plan.pgd_training_steps, vat_eps=plan.vat_eps),
+        defense=Defense(defense, eps=plan.defense_eps, pgd_steps=plan.pgd_training_steps, vat_eps=plan.vat_eps,
+                        trades_beta=plan.trades_beta),
     )
     train_model(model, data.x_train, data.y_train, data.x_val, data.y_val, config, task="classification")
     return model
@@ -167,7 +174,23 @@ def _classification_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s
     checks.append(rb.check_large_eps_chance(large, settings.large_eps, num_classes, settings.chance_margin))
     if transfer:
         checks.append(rb.check_transfer_weaker(curves, transfer, tol))
+    if "autoattack" in curves:
+        checks.append(rb.check_autoattack_agrees(curves, tol))
     return checks
+
+
+def _autoattack_components(made: dict[float, list], clean_correct: np.ndarray) -> dict[str, dict[float, float]]:
+    """Robust accuracy after each AutoAttack component in order (AutoAttack's own log): the share of examples right
+    clean and not fooled by that component or any before it. ``made[eps]`` are the attack objects of the batches."""
+    result: dict[str, dict[float, float]] = {}
+    for eps, attacks in made.items():
+        fooled = {name: np.concatenate([a.fooled_log[i][name].numpy() for a in attacks for i in range(len(a.fooled_log))])
+                  for name in attacks[0].components}
+        robust = clean_correct.copy()
+        for name in attacks[0].components:
+            robust &= ~fooled[name]
+            result.setdefault(name, {})[eps] = float(robust.mean())
+    return result
 
 
 @task(name="evaluate-classifier", task_run_name="evaluate[{defense}]", cache_policy=NO_CACHE, persist_result=False)
@@ -197,6 +220,16 @@ def evaluate_classifier(
             attacks[f"transfer_{plan.substitute}"] = transfer_factory(single)
             attacks["transfer_ensemble"] = transfer_factory(ensemble)
             transfer = [f"transfer_{plan.substitute}", "transfer_ensemble"]
+        made: dict[float, list] = {}
+        if settings.autoattack:
+            build_autoattack = rb.autoattack_factory(settings, num_classes)
+
+            def autoattack(m: nn.Module, e: float):
+                attack = build_autoattack(m, e)
+                made.setdefault(e, []).append(attack)
+                return attack
+
+            attacks["autoattack"] = autoattack
         gradients = rb.require_input_gradients(model, x, y, cross_entropy_loss)
         sweep = rb.classification_sweep(model, x, y, attacks, settings.eps, settings.batch_size)
         curves = sweep.robust_accuracy()
@@ -206,6 +239,8 @@ def evaluate_classifier(
         metrics: dict[str, float] = {"clean_accuracy": sweep.clean_accuracy}
         metrics.update({f"robust_accuracy.{a}.eps_{e:g}": v for a, per in curves.items() for e, v in per.items()})
         metrics.update({f"worst_case_accuracy.eps_{e:g}": v for e, v in worst.items()})
+        components = _autoattack_components(made, sweep.clean_correct) if made else {}
+        metrics.update({f"autoattack.after_{c}.eps_{e:g}": v for c, per in components.items() for e, v in per.items()})
         for name in transfer:
             metrics.update({f"transfer_success.{name}.eps_{e:g}": v for e, v in rb.transfer_success_rate(sweep, name).items()})
         metrics.update({f"substitute_agreement.{k}": v for k, v in (substitute_agreement or {}).items()})
@@ -241,6 +276,8 @@ def evaluate_classifier(
             "clean_accuracy": sweep.clean_accuracy,
             "robust_accuracy": {a: {rb.eps_key(e): v for e, v in per.items()} for a, per in curves.items()},
             "worst_case_accuracy": {rb.eps_key(e): v for e, v in worst.items()},
+            "autoattack_accuracy": {rb.eps_key(e): v for e, v in curves.get("autoattack", {}).items()},
+            "autoattack_after_component": {c: {rb.eps_key(e): v for e, v in per.items()} for c, per in components.items()},
             "experiments": {k: v for k, v in metrics.items()
                             if k.startswith(("transfer_success", "substitute_agreement", "cross_section", "logits_", "gaas"))},
         }
@@ -260,7 +297,8 @@ def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, 
             """The white-box set plus PGD with doubled steps and restarts (convergence check and worst case)."""
             return {**rb.white_box_attacks(settings, loss),
                     "pgd_double_steps": rb.white_box_attacks(settings, loss, 2)["pgd"],
-                    "pgd_double_restarts": rb.white_box_attacks(settings, loss, 1, 2)["pgd"]}
+                    "pgd_double_restarts": rb.white_box_attacks(settings, loss, 1, 2)["pgd"],
+                    "apgd": rb.apgd_factory(settings, loss)}
 
         sweep = rb.regression_sweep(model, x, y, attacks, settings.eps, settings.batch_size)
         error, change = sweep.mean_adversarial_error(), sweep.mean_prediction_change()
@@ -278,6 +316,9 @@ def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, 
                               higher_is_stronger=True, relative=True),
             rb.check_converged(error["pgd"], error["pgd_double_steps"], error["pgd_double_restarts"], 0.05,
                                higher_is_stronger=True, relative=True),
+            rb.check_stronger(error, "pgd", "apgd", 0.05, "pgd_not_weaker_than_apgd",
+                              "APGD finds a larger error than PGD: PGD understated the surrogate's worst case",
+                              higher_is_stronger=True, relative=True),
         ]
         worst_error, worst_change = sweep.worst_case_adversarial_error(), sweep.worst_case_prediction_change()
         metrics = {"clean_error": clean_error}
@@ -380,6 +421,9 @@ def robustness_evaluation(
     tracking_uri: str | None = None,
     experiment: str = "robustness-evaluation",
     torch_threads: int | None = 1,
+    autoattack: bool = True,
+    autoattack_steps: int | None = None,
+    square_queries: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate robustness and return the JSON summary (see ``docs/robustness-evaluation.md``).
 
@@ -388,18 +432,27 @@ def robustness_evaluation(
         model_uri: an MLflow model URI (``models:/NAME@ALIAS``, ``runs:/ID/model``, ``models:/m-…``) to evaluate
             instead of the benchmark; needs ``test_set``.
         test_set: ``.npz`` with ``X`` in [0, 1] as the model takes it and ``y``.
-        defenses: benchmark defenses to train and evaluate.
+        defenses: benchmark defenses to train and evaluate (coms is for regression surrogates, not the benchmark).
         eps: L∞ radii in input units, each in (0, 1]; default 0.05, 0.1, 0.2, 0.3 (quick: 0.1, 0.3).
         quick: small, fast settings (fewer epochs, steps and examples) for smoke runs and tests.
         tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI`` or the project's SQLite store).
         torch_threads: intra-op threads while the flow runs (small models are fastest on one; ``None`` leaves
             torch's setting); restored afterwards.
+        autoattack: run AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) on classifiers beside PGD.
+        autoattack_steps: iterations of AutoAttack's APGD-CE, APGD-T and FAB-T (default: the standard's 100; quick: 10).
+        square_queries: query budget of AutoAttack's Square attack (default: the standard's 5000; quick: 100).
     """
     if eps is not None:
         rb.validate_eps(eps)
     unknown = [d for d in defenses if d not in DEFENSES]
     if unknown or not defenses:
         raise ValueError(f"unknown or no defenses {unknown}; choose from {', '.join(DEFENSES)}")
+    if model_uri is None and any(d in REGRESSION_ONLY_DEFENSES for d in defenses):
+        raise ValueError(f"defense(s) {', '.join(d for d in defenses if d in REGRESSION_ONLY_DEFENSES)} penalise a "
+                         "surrogate's predicted value and do not apply to the benchmark's classifiers; evaluate a "
+                         "COMs-trained surrogate with --model")
+    if (autoattack_steps is not None and autoattack_steps < 1) or (square_queries is not None and square_queries < 1):
+        raise ValueError("AutoAttack steps and Square queries must be ≥ 1")
     if model_uri is not None and test_set is None:
         raise ValueError("evaluating a model URI needs a test set: an .npz with X (in [0, 1]) and y")
     if model_uri is None and test_set is not None:
@@ -410,8 +463,10 @@ def robustness_evaluation(
     try:
         tracker = Tracker(tracking_uri, experiment)
         if model_uri is not None:
-            return _evaluate_surrogate(tracker, model_uri, test_set, eps, quick, seed)
-        return _evaluate_benchmark(tracker, dataset, list(dict.fromkeys(defenses)), eps, quick, seed)
+            return _evaluate_surrogate(tracker, model_uri, test_set, eps, quick, seed, autoattack, autoattack_steps,
+                                       square_queries)
+        return _evaluate_benchmark(tracker, dataset, list(dict.fromkeys(defenses)), eps, quick, seed, autoattack,
+                                   autoattack_steps, square_queries)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -456,15 +511,18 @@ def _finish(tracker: Tracker, run_id: str, label: str, results: list[DefenseResu
 
 
 def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps: list[float] | None, quick: bool,
-                        seed: int) -> dict[str, Any]:
-    plan = benchmark_plan(dataset, quick, eps, seed)
+                        seed: int, autoattack: bool = True, autoattack_steps: int | None = None,
+                        square_queries: int | None = None) -> dict[str, Any]:
+    plan = benchmark_plan(dataset, quick, eps, seed, autoattack, autoattack_steps, square_queries)
     data = load_classification_data(dataset, quick=quick, seed=seed)
     params = {"dataset": dataset, "quick": quick, "seed": seed, "defenses": ",".join(defenses),
               "eps": ",".join(f"{e:g}" for e in plan.settings.eps), "target_architecture": plan.target_architecture,
               "epochs": plan.epochs, "defense_eps": plan.defense_eps, "pgd_steps": plan.settings.pgd_steps,
               "pgd_restarts": plan.settings.pgd_restarts, "tolerance": plan.settings.tolerance,
               "n_train": len(data.x_train), "n_test": len(data.x_test), "substitute": plan.substitute,
-              "ensemble": ",".join(plan.ensemble), "gaas_eps_l2": plan.gaas_eps_l2}
+              "ensemble": ",".join(plan.ensemble), "gaas_eps_l2": plan.gaas_eps_l2, "trades_beta": plan.trades_beta,
+              "autoattack": plan.settings.autoattack, "autoattack_steps": plan.settings.autoattack_steps,
+              "square_queries": plan.settings.square_queries}
     with tracker.run(f"robustness:{dataset}", params=params, tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
         test_set_uri = _log_test_set(tracker, run_id, data.x_test, data.y_test)
         results = []
@@ -481,7 +539,8 @@ def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps
 
 
 def _evaluate_surrogate(tracker: Tracker, model_uri: str, test_set: str, eps: list[float] | None, quick: bool,
-                        seed: int) -> dict[str, Any]:
+                        seed: int, autoattack: bool = True, autoattack_steps: int | None = None,
+                        square_queries: int | None = None) -> dict[str, Any]:
     x, y = load_test_set(test_set)
     model_uri = resolve_model_uri(model_uri, tracker.uri)  # an alias → the version loaded and reported
     model = load_model(model_uri, tracker.uri)
@@ -489,10 +548,15 @@ def _evaluate_surrogate(tracker: Tracker, model_uri: str, test_set: str, eps: li
         raise TypeError(f"{model_uri} did not load as a torch module (got {type(model).__name__})")
     model.eval()
     settings = rb.EvaluationSettings(eps=tuple(eps) if eps else ((0.1, 0.3) if quick else (0.05, 0.1, 0.2, 0.3)),
-                                     pgd_steps=10 if quick else 20, seed=seed)
+                                     pgd_steps=10 if quick else 20, seed=seed, autoattack=autoattack,
+                                     autoattack_steps=autoattack_steps or (10 if quick else 100),
+                                     square_queries=square_queries or (100 if quick else 5000),
+                                     apgd_steps=20 if quick else 100, apgd_restarts=1 if quick else 2)
     classifier = _is_classifier(model, x, y)
     params = {"model_uri": model_uri, "test_set": test_set, "n_test": len(x), "quick": quick, "seed": seed,
-              "eps": ",".join(f"{e:g}" for e in settings.eps), "task": "classification" if classifier else "regression"}
+              "eps": ",".join(f"{e:g}" for e in settings.eps), "task": "classification" if classifier else "regression",
+              "autoattack_steps": settings.autoattack_steps, "square_queries": settings.square_queries,
+              "apgd_steps": settings.apgd_steps, "apgd_restarts": settings.apgd_restarts}
     with tracker.run("robustness:surrogate", params=params, tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
         test_set_uri = _log_test_set(tracker, run_id, x, y)
         if classifier:

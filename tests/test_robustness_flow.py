@@ -62,7 +62,17 @@ def test_evaluate_writes_the_documented_json(digits_run):
         assert defense["model_uri"].startswith("models:/")
         assert 0.8 < defense["clean_accuracy"] <= 1.0
         assert set(defense["robust_accuracy"]) == {"fgsm", "pgd", "pgd_double_steps", "pgd_double_restarts",
-                                                 "random_noise", "transfer_mlp_deep", "transfer_ensemble"}
+                                                 "random_noise", "transfer_mlp_deep", "transfer_ensemble", "autoattack"}
+        # AutoAttack: the same number in its own field, and AutoAttack's log after each component never rises.
+        assert defense["autoattack_accuracy"] == defense["robust_accuracy"]["autoattack"]
+        after = defense["autoattack_after_component"]
+        assert list(after) == ["apgd_ce", "apgd_t", "fab_t", "square"]
+        for e in ("0.1", "0.3"):
+            assert defense["autoattack_accuracy"][e] == pytest.approx(after["square"][e])
+            assert after["square"][e] <= after["fab_t"][e] <= after["apgd_t"][e] <= after["apgd_ce"][e]
+        # The overstatement check says exactly what the numbers say.
+        gap = max(defense["robust_accuracy"]["pgd"][e] - defense["autoattack_accuracy"][e] for e in ("0.1", "0.3"))
+        assert result["checks"][f"{name}.autoattack_not_below_pgd"]["passed"] == (gap <= 0.02)
         for attack, per_eps in defense["robust_accuracy"].items():
             assert set(per_eps) == {"0.1", "0.3"}
             assert per_eps["0.3"] <= per_eps["0.1"] + 0.02 <= defense["clean_accuracy"] + 0.02
@@ -95,6 +105,8 @@ def test_mlflow_holds_the_run_with_a_nested_run_per_defense(digits_run):
     for child in children:
         assert child.info.status == "FINISHED"
         assert "robust_accuracy.pgd.eps_0.3" in child.data.metrics
+        assert "robust_accuracy.autoattack.eps_0.3" in child.data.metrics
+        assert "autoattack.after_square.eps_0.1" in child.data.metrics
         assert "gaas.dimension_mean" in child.data.metrics
         plots = {a.path for a in tracker.client.list_artifacts(child.info.run_id, "plots")}
         assert {"plots/robust_accuracy.png", "plots/cross_sections.png", "plots/logits_along_fgsm.png"} <= plots
@@ -124,6 +136,8 @@ def test_a_regression_surrogate_is_evaluated_by_its_model_uri(prefect_api, uri, 
     for e in ("0.1", "0.3"):
         assert report["worst_case_adversarial_error"][e] >= report["clean_error"]
         assert report["prediction_change"]["pgd"][e] >= report["prediction_change"]["random_noise"][e]
+        # APGD, the surrogate's worst-case probe, runs beside PGD and finds at least (nearly) as much.
+        assert report["adversarial_error"]["apgd"][e] >= 0.95 * report["adversarial_error"]["pgd"][e]
     assert report["worst_case_prediction_change"]["0.3"] > report["worst_case_prediction_change"]["0.1"] > 0
     assert all(c["passed"] for c in result["checks"].values()), result["checks"]
 
@@ -178,3 +192,10 @@ def test_eps_out_of_range_is_a_one_line_error(prefect_api, uri, capsys, eps):
     err = capsys.readouterr().err.strip()
     assert code == cli_evaluate.EXIT_ERROR
     assert len(err.splitlines()) == 1 and "ε out of range" in err
+
+
+def test_coms_on_the_classifier_benchmark_is_a_one_line_error(prefect_api, uri, capsys):
+    code = _evaluate("--dataset", "digits", "--quick", "--defenses", "none,coms", "--tracking-uri", uri)
+    err = capsys.readouterr().err.strip()
+    assert code == cli_evaluate.EXIT_ERROR
+    assert len(err.splitlines()) == 1 and "coms" in err and "classifiers" in err

@@ -90,6 +90,7 @@ class AutoAttack(Attack):
         self.seed = seed
         self.sequential = sequential
         self.fooled: dict[str, torch.Tensor] = {}
+        self.fooled_log: list[dict[str, torch.Tensor]] = []  # one ``fooled`` per call (batch), in order
 
     def _build(self, name: str, model: nn.Module):
         import torchattacks
@@ -129,4 +130,5 @@ class AutoAttack(Attack):
                 chosen[rows[take]] = adv[take]
             self.fooled[name] = fooled.cpu()
             done = done | fooled
+        self.fooled_log.append(dict(self.fooled))
         return chosen
