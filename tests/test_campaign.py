@@ -54,7 +54,12 @@ def test_mlflow_holds_the_parent_and_a_child_run_per_defense(campaign_run):
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3  # one per epoch
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"designs.json", "designs.csv"} <= artifacts
-    assert client.get_model_version_by_alias("advdesign-molecule-surrogate", "fgsm") is not None
+    # Each defense's model is a registered version the summary names; a campaign publishes no alias.
+    registered = client.get_registered_model("advdesign-molecule-surrogate")
+    assert not registered.aliases
+    versions = {f"models:/advdesign-molecule-surrogate/{v.version}"
+                for v in client.search_model_versions("name = 'advdesign-molecule-surrogate'")}
+    assert {r["model_uri"] for r in summary["defenses"].values()} <= versions
 
 
 def test_every_verified_design_satisfies_its_constraints(campaign_run):

@@ -84,7 +84,12 @@ def test_each_child_run_holds_the_blueprint_pictures_and_the_scatter(car_run):
         for picture in ("best_designs.png", "predicted_vs_true.png"):
             with open(client.download_artifacts(result["run_id"], picture), "rb") as handle:
                 assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert client.get_model_version_by_alias("advdesign-car-surrogate", "vat") is not None
+    # Each defense's model is a registered version the summary names; a campaign publishes no alias.
+    registered = client.get_registered_model("advdesign-car-surrogate")
+    assert not registered.aliases
+    versions = {f"models:/advdesign-car-surrogate/{v.version}"
+                for v in client.search_model_versions("name = 'advdesign-car-surrogate'")}
+    assert {r["model_uri"] for r in summary["defenses"].values()} <= versions
 
 
 def test_the_cli_gives_a_car_campaign_the_car_defaults():
