@@ -6,7 +6,8 @@ alike (the machine is shared: compare the ratios inside one JSON, not numbers ac
 * ``bandwidth_gb_s``: copy bandwidth (read + write of a 256 MiB float32 buffer with the benchmark's thread count;
   best of 10) and ``bound_mlups``: what it allows for D2Q9 float32 at 72 bytes per cell update;
 * per kernel (``torch_eager``, ``torch_compiled``: the old step of ``designers/lbm.py``; ``numba``: the fused kernel
-  of ``designers/lbm_numba.py``) and batch size: ``mlups`` (wall clock, best of ``--repeats``), ``cpu_mlups``
+  of ``designers/lbm_numba.py``) and batch size, ``--steps`` steps with the oracle's proportions (ramp over the first
+  quarter, force every 4 steps): ``mlups`` (wall clock, best of ``--repeats``), ``cpu_mlups``
   (per CPU-second of this process, less sensitive to other processes), ``bytes_per_cell_update`` (the kernel's
   minimum traffic), ``ratio_to_bound``;
 * ``seconds_per_blueprint``: the coarse oracle end to end (``CarDesigner.oracle`` on ``--coarse-batch`` blueprints,
@@ -101,8 +102,9 @@ def main() -> None:
     report["lattice"] = [int(geometry["ny"]), int(geometry["nx"])]
 
     def run(kernel: str, batch: int, steps: int):
-        return simulate(problems[batch], steps, ramp_steps=steps, force_every=4, device=device, threads=threads,
-                        **KERNELS[kernel])
+        # The oracle's proportions: start-up ramp over the first quarter, force sampled every 4 steps.
+        return simulate(problems[batch], steps, ramp_steps=steps // 4, force_every=4, device=device,
+                        threads=threads, **KERNELS[kernel])
 
     warm_up = {}
     for kernel in kernels:  # compiles (torch: once per lattice shape; numba: once, cached on disk)
@@ -168,7 +170,8 @@ def main() -> None:
         fine = CarDesigner(resolution="fine", compile=False)
         masks, geometry = fine.rasterise(fine.sample(8, np.random.default_rng(0)))
         problem = fine.flow_problem(masks, geometry)
-        result = simulate(problem, args.steps, ramp_steps=args.steps, force_every=4, kernel="numba", threads=threads)
+        result = simulate(problem, args.steps, ramp_steps=args.steps // 4, force_every=4, kernel="numba",
+                          threads=threads)
         fine_mlups = result.cell_updates / result.seconds / 1e6
         fine_steps = round(fine.resolution.flow_times * fine.reference_height_m * fine.resolution.cells_per_metre
                            / fine.lattice_speed)
