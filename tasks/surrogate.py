@@ -166,8 +166,8 @@ def load_saved_model(folder: str | Path) -> nn.Module:
     except FileNotFoundError:
         raise
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError: all mean "not a plain tensor file"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsafeModelFile(f"{WEIGHTS_FILE} is not a plain tensor file, refused to load it ({first})") from None
+        raise UnsafeModelFile(f"{WEIGHTS_FILE} is not a plain tensor file, refused to load it "
+                              f"({_refusal(exc)}); nothing in it was run") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnsafeModelFile(f"{WEIGHTS_FILE} does not hold a state_dict of tensors")
     try:
@@ -175,6 +175,17 @@ def load_saved_model(folder: str | Path) -> nn.Module:
     except RuntimeError as exc:
         raise UnsafeModelFile(f"{WEIGHTS_FILE} does not match {ARCHITECTURE_FILE}: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def _refusal(exc: Exception) -> str:
+    """The reason in torch's weights-only error (not its advice to retry with ``weights_only=False``)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip()
+        reason = reason.split("\n\n")[0].split("Check the documentation")[0].strip()
+        return "weights-only unpickler: " + " ".join(reason.split())[:200]
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -587,9 +587,9 @@ def resolve_model_uri(model_uri: str, uri: str | None = None) -> str:
 
 
 def check_model_exists(model_uri: str, uri: str | None = None) -> None:
-    """Raise ``ValueError`` in one line unless ``model_uri`` resolves to a logged or registered model."""
-    _, client = _client(uri)
-    describe_model(client, model_uri)
+    """Raise ``ValueError`` in one line unless ``model_uri`` names a model :func:`load_model` loads (it is loaded
+    and dropped: a missing, pickled or tampered model fails here, before any flow starts)."""
+    load_model(model_uri, uri)
 
 
 def load_model(model_uri: str, uri: str | None = None) -> "Any":
