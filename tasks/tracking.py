@@ -619,9 +619,11 @@ def load_model(model_uri: str, uri: str | None = None) -> "Any":
 #: Training settings only some defenses read, by field name (in a ``defense.``, ``surrogate.`` or ``data.`` section or
 #: unqualified): a run logs them only when one of its defenses reads them (no VAT radius on a plain run).
 DEFENSE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "eps": ("fgsm", "pgd"), "fgsm_mix": ("fgsm",), "pgd_steps": ("pgd",),
+    "eps": ("fgsm", "pgd", "trades"), "fgsm_mix": ("fgsm",), "pgd_steps": ("pgd", "trades"),
     "vat_eps": ("vat",), "vat_weight": ("vat",), "vat_xi": ("vat",), "vat_power_iterations": ("vat",),
-    "n_unlabelled": ("vat",),
+    "n_unlabelled": ("vat",), "trades_beta": ("trades",),
+    "coms_alpha": ("coms",), "coms_limit": ("coms",), "coms_alpha_lr": ("coms",), "coms_steps": ("coms",),
+    "coms_step_size": ("coms",),
 }
 
 

@@ -190,3 +190,20 @@ def test_sigterm_ends_the_open_runs_as_killed(uri, tmp_path):
     for run_id in started.read_text().split():
         run = tracker.client.get_run(run_id)
         assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[KILLED_REASON_TAG]
+
+
+def test_only_the_params_that_apply_to_the_designer_and_defense_are_logged():
+    from flows.campaign import flat_params
+    from flows.parameters import CampaignParameters
+    from tasks.tracking import applicable_params
+    from tasks.training import Defense, TrainingConfig
+
+    plain = applicable_params(TrainingConfig(defense=Defense(name="none")).as_params(), "none")
+    assert plain["defense"] == "none" and not [k for k in plain if k.startswith("defense.")]
+    vat = applicable_params({**TrainingConfig(defense=Defense(name="vat")).as_params(), "n_unlabelled": 5}, "vat")
+    assert {"defense.vat_eps", "n_unlabelled"} <= set(vat) and "defense.eps" not in vat
+    molecule = flat_params(CampaignParameters.defaults("molecule", quick=True).model_copy(update={"defenses": ("none",)}))
+    assert "designer.objective" in molecule and "designer.resolution" not in molecule
+    assert not {"surrogate.eps", "surrogate.vat_eps", "data.n_unlabelled"} & set(molecule)
+    car = flat_params(CampaignParameters.defaults("car", quick=True))
+    assert "designer.resolution" in car and "designer.objective" not in car
