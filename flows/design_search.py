@@ -15,7 +15,8 @@ from tasks.tracking import Tracker, load_model, resolve_model_uri
 
 class DesignParameters(_Parameters):
     model_uri: str = Field(..., description="an MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm or "
-                           "a version, models:/advdesign-molecule-surrogate/3 (an alias is resolved once, at the start)")
+                           "a version, models:/advdesign-molecule-surrogate/3 (an alias is resolved once, at the "
+                           "start)")
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
     search: SearchParameters = SearchParameters()

@@ -156,7 +156,8 @@ def load_saved_model(folder: str | Path) -> nn.Module:
     except json.JSONDecodeError as exc:
         raise UnsafeModelFile(f"{ARCHITECTURE_FILE} is not JSON: {exc}") from None
     if not isinstance(spec, dict) or spec.get("format") != ARCHITECTURE_FORMAT:
-        raise UnsafeModelFile(f"{ARCHITECTURE_FILE}: unknown format {spec.get('format') if isinstance(spec, dict) else spec!r}")
+        found = spec.get("format") if isinstance(spec, dict) else spec
+        raise UnsafeModelFile(f"{ARCHITECTURE_FILE}: unknown format {found!r}")
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG as it was
         model = build(spec["module"])
     try:
@@ -173,7 +174,8 @@ def load_saved_model(folder: str | Path) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise UnsafeModelFile(f"{WEIGHTS_FILE} does not match {ARCHITECTURE_FILE}: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        raise UnsafeModelFile(f"{WEIGHTS_FILE} does not match {ARCHITECTURE_FILE}: {first}") from None
     return model.eval()
 
 

@@ -46,7 +46,8 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "advdesign.pid", "advdesign.hostname", "advdesign.process_start"
 KILLED_REASON_TAG = "advdesign.killed_reason"
 FINGERPRINT_TAG = "advdesign.fingerprint"
-MODEL_URI_TAG, MODEL_VERSION_TAG, MODEL_NAME_TAG = "advdesign.model_uri", "advdesign.model_version", "advdesign.model_name"
+MODEL_URI_TAG, MODEL_VERSION_TAG = "advdesign.model_uri", "advdesign.model_version"
+MODEL_NAME_TAG = "advdesign.model_name"
 MODEL_TYPE = "advdesign-torch-state-dict"
 
 

@@ -202,7 +202,8 @@ def test_only_the_params_that_apply_to_the_designer_and_defense_are_logged():
     assert plain["defense"] == "none" and not [k for k in plain if k.startswith("defense.")]
     vat = applicable_params({**TrainingConfig(defense=Defense(name="vat")).as_params(), "n_unlabelled": 5}, "vat")
     assert {"defense.vat_eps", "n_unlabelled"} <= set(vat) and "defense.eps" not in vat
-    molecule = flat_params(CampaignParameters.defaults("molecule", quick=True).model_copy(update={"defenses": ("none",)}))
+    plain_campaign = CampaignParameters.defaults("molecule", quick=True).model_copy(update={"defenses": ("none",)})
+    molecule = flat_params(plain_campaign)
     assert "designer.objective" in molecule and "designer.resolution" not in molecule
     assert not {"surrogate.eps", "surrogate.vat_eps", "data.n_unlabelled"} & set(molecule)
     car = flat_params(CampaignParameters.defaults("car", quick=True))
