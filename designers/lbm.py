@@ -18,6 +18,10 @@ What the solver does, and why each piece is there (see ``shared/DESIGN.md``, "Fl
   far-field equilibrium so that it neither crashes nor slows the rest of the batch.
 
 Units are lattice units throughout (``dx = dt = 1``, reference density 1); the caller converts.
+
+Kernels: this module's torch step runs on CUDA (and on the CPU with ``simulate(..., kernel="torch")``); on the CPU
+:func:`simulate` runs the same physics in the fused numba kernel of :mod:`designers.lbm_numba` by default (~3× the
+compiled torch step on one core, no per-shape compile; ``docs/car-oracle.md``, "Speed").
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ density check every ``check_every`` steps. What differs is only how the memory i
   batch are spread over ``threads`` Python threads. Elements are independent, so no thread ever waits for another
   between steps: on a shared machine (the load here is often 4–8 on 2 cores) a per-step barrier made two threads
   ~10× slower than one, for this kernel and for torch's OpenMP alike. One element's two lattices (2 × 9 × 49 × 98
-  floats ≈ 0.35 MB on the coarse car lattice) stay in the core's L2 cache for the whole run.
+  floats ≈ 0.35 MB on the coarse car lattice) stay in the core's caches for the whole run, so the sweep is
+  compute-bound (~130 MLUPS per core here), not bound by memory bandwidth.
 
 An element that diverges is reported exactly as by the torch path (step and reason) and its run stops there; its
 force is NaN (the torch path freezes it at the far field instead; either way it cannot spoil the rest of the batch).
