@@ -697,11 +697,11 @@ class CarDesigner(Designer):
         """Flow pictures of (seed, design) pairs into a PNG: one row per pair, seed left, design right, the speed
         (``quantity="speed"``, |u|/U with streamlines) or ``"vorticity"`` field at the end of the oracle's own run
         (this designer's lattice, kernel and threads), with the profile, cabin box, moving ground and flow direction.
-        Runs one batched flow of all the blueprints; not an oracle call (nothing is counted). ``captions``: one per
-        pair, shown over the design's panel. See :mod:`designers.car_flow_picture`."""
+        Runs one batched flow of all the blueprints; not an oracle call (nothing is counted). Blueprints or their
+        keys (:meth:`key`); ``captions``: one per pair, shown over the design's panel. See :mod:`designers.car_flow_picture`."""
         from designers.car_flow_picture import car_flow_fields, render_flow_panels
 
-        blueprints = [blueprint for pair in pairs for blueprint in pair]
+        blueprints = [self._blueprint_or_reason(blueprint) for pair in pairs for blueprint in pair]  # keys too
         labels = []
         for k in range(len(pairs)):
             labels += ["", captions[k] if captions is not None and k < len(captions) else ""]

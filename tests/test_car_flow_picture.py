@@ -77,6 +77,8 @@ def test_designer_renders_seed_and_design_side_by_side(tmp_path):
     designer = CarDesigner(resolution=SMOKE)
     design = CarBlueprint(4.8, 1.8, 0.15, (0.5, 0.9, 1.3, 1.4, 1.4, 1.35, 1.2, 1.0, 0.8))
     path = tmp_path / "pairs.png"
-    designer.render_flow([(SALOON, design)], str(path), captions=["+4 km/h"])
-    assert read_png(path)[..., :3].std() > 0.1
+    designer.render_flow([(SALOON, design), (designer.key(SALOON), "not a key")], str(path),
+                         captions=["+4 km/h", "keys work, bad keys show their reason"])
+    image = read_png(path)
+    assert image[..., :3].std() > 0.1 and image.shape[0] > 400  # two rows
     assert designer.oracle_calls == 0
