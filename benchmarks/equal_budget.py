@@ -198,7 +198,7 @@ def gradient_candidates(designer, model, seeds, search, restarts: int, radius: f
                                             fraction)
     discretize = getattr(designer, "discretize", None)
     discretize = (lambda x: x) if discretize is None else partial(discretize, reference=centres)
-    config = SearchConfig(method=search.method, steps=search.steps, step_size=search.step_size, eps=search.eps)
+    config = SearchConfig(method=search.method, steps=search.steps, step_size=search.step_size, eps=float("inf") if search.eps is None else search.eps)
     trajectory = gradient_search(model, centres, config, designer.project, discretize, designer.lower,
                                  designer.upper, start=starts)
     table = decode_trajectory(designer, trajectory, [seeds.designs[i] for i in origin.tolist()])
