@@ -227,7 +227,7 @@ def curve(verified: pd.DataFrame, seed_scores: np.ndarray, checkpoints, offset: 
     """One method's curve in one repeat: mean over starts of the best-so-far and of the improvement at each C
     (read ``offset`` calls earlier when labelling is charged), and the calls it actually spent per start. A method
     run with at most ``cap`` calls per start has no value (None) at the checkpoints beyond it."""
-    from tasks.baselines import best_so_far
+    from tasks.search.anytime import best_so_far
 
     at = [c - offset for c in checkpoints]
     best = best_so_far(verified, seed_scores, at)

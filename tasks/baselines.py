@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.candidates import campaign_metrics
+from tasks.search.anytime import best_found, best_so_far, share_budget
+from tasks.search.cmaes import CMAES
 
 METHODS = ("random", "tpe", "cmaes")
 #: The baselines each design domain supports: token edits for SELFIES molecules, CMA-ES for box encodings.
@@ -137,12 +139,6 @@ class BaselineConfig:
     tpe_startup_trials: int = 10
     infeasible_penalty: float = 1.0
     seed: int = 0
-
-
-def share_budget(budget: int, n_seeds: int) -> list[int]:
-    """``budget`` oracle calls shared out over seeds as evenly as possible (the first seeds get the remainder)."""
-    base, extra = divmod(budget, n_seeds)
-    return [base + (1 if i < extra else 0) for i in range(n_seeds)]
 
 
 def _record(log: SeedSearchLog, designs: list[str], similarity: np.ndarray, result) -> None:
@@ -318,85 +314,6 @@ def baseline_metrics(verified: pd.DataFrame, seed_scores: np.ndarray, budget: in
         metrics[f"best_score_at_{c}"] = float(best[:, j].mean()) if n_seeds else 0.0
         metrics[f"improvement_at_{c}"] = float(gain.mean()) if n_seeds else 0.0
     return metrics
-
-
-def best_found(verified: pd.DataFrame, n_seeds: int, checkpoints: Sequence[int]) -> np.ndarray:
-    """``(n_seeds, len(checkpoints))``: per seed, the best true score among its first ``c`` oracle calls (the
-    ``call`` column, 1-based per seed), ``-inf`` where none of them was scored."""
-    found = np.full((n_seeds, len(checkpoints)), -np.inf)
-    ok = verified[verified["oracle_failure"].isna()] if len(verified) else verified
-    for j, c in enumerate(checkpoints):
-        if len(ok):
-            upto = ok[ok["call"] <= c].groupby("seed_index")["true_score"].max()
-            found[upto.index.to_numpy(dtype=int), j] = upto.to_numpy()
-    return found
-
-
-def best_so_far(verified: pd.DataFrame, seed_scores: np.ndarray, checkpoints: Sequence[int]) -> np.ndarray:
-    """The anytime curve: ``(n_seeds, len(checkpoints))``, per seed the best true score known after its first
-    ``c`` oracle calls, the seed itself counting as known (so it never falls below the seed's score and never
-    decreases with ``c``). ``verified`` needs seed_index, call, true_score and oracle_failure."""
-    seed_scores = np.asarray(seed_scores, dtype=float)
-    return np.maximum(best_found(verified, len(seed_scores), checkpoints), seed_scores[:, None])
-
-
-# -- CMA-ES for continuous designs (cars) ------------------------------------------------------------------------
-class CMAES:
-    """(μ/μ_w, λ)-CMA-ES, maximising; the update equations of Hansen (2016), *The CMA Evolution Strategy: A
-    Tutorial* (arXiv:1604.00772), with its default population size and learning rates.
-
-    Example:
-        >>> es = CMAES(np.zeros(2), 0.5, np.random.default_rng(0))
-        >>> for _ in range(60):
-        ...     x = es.ask()
-        ...     es.tell(x, -((x - 1.0) ** 2).sum(axis=1))
-        >>> bool(np.allclose(es.mean, 1.0, atol=1e-2))
-        True
-    """
-
-    def __init__(self, mean: np.ndarray, sigma: float, rng: np.random.Generator, population: int | None = None):
-        n = len(mean)
-        self.mean, self.sigma, self.rng, self.n = np.asarray(mean, dtype=float).copy(), float(sigma), rng, n
-        self.population = population or 4 + int(3 * np.log(n))
-        mu = self.population // 2
-        weights = np.log((self.population + 1) / 2) - np.log(np.arange(1, mu + 1))
-        self.weights = weights / weights.sum()
-        self.mu_eff = 1.0 / (self.weights**2).sum()
-        self.c_c = (4 + self.mu_eff / n) / (n + 4 + 2 * self.mu_eff / n)
-        self.c_s = (self.mu_eff + 2) / (n + self.mu_eff + 5)
-        self.c_1 = 2 / ((n + 1.3) ** 2 + self.mu_eff)
-        self.c_mu = min(1 - self.c_1, 2 * (self.mu_eff - 2 + 1 / self.mu_eff) / ((n + 2) ** 2 + self.mu_eff))
-        self.d_s = 1 + 2 * max(0.0, np.sqrt((self.mu_eff - 1) / (n + 1)) - 1) + self.c_s
-        self.chi_n = np.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n**2))
-        self.p_c, self.p_s = np.zeros(n), np.zeros(n)
-        self.C, self.B, self.D = np.eye(n), np.eye(n), np.ones(n)
-        self.generation = 0
-
-    def ask(self) -> np.ndarray:
-        """λ candidates ``mean + σ·B·D·z``, z standard normal."""
-        z = self.rng.standard_normal((self.population, self.n))
-        return self.mean + self.sigma * (z * self.D) @ self.B.T
-
-    def tell(self, x: np.ndarray, values: np.ndarray) -> None:
-        """Update from the candidates ``x`` (as asked) and their values (higher is better)."""
-        best = np.argsort(-np.asarray(values, dtype=float), kind="stable")[: len(self.weights)]
-        y = (x[best] - self.mean) / self.sigma
-        y_w = self.weights @ y
-        self.mean = self.mean + self.sigma * y_w
-        inv_sqrt_c = self.B @ np.diag(1 / self.D) @ self.B.T
-        self.p_s = (1 - self.c_s) * self.p_s + np.sqrt(self.c_s * (2 - self.c_s) * self.mu_eff) * inv_sqrt_c @ y_w
-        self.generation += 1
-        norm_ps = np.linalg.norm(self.p_s)
-        h_s = norm_ps / np.sqrt(1 - (1 - self.c_s) ** (2 * self.generation)) / self.chi_n < 1.4 + 2 / (self.n + 1)
-        self.p_c = (1 - self.c_c) * self.p_c + h_s * np.sqrt(self.c_c * (2 - self.c_c) * self.mu_eff) * y_w
-        rank_mu = (y.T * self.weights) @ y
-        self.C = ((1 - self.c_1 - self.c_mu) * self.C
-                  + self.c_1 * (np.outer(self.p_c, self.p_c) + (1 - h_s) * self.c_c * (2 - self.c_c) * self.C)
-                  + self.c_mu * rank_mu)
-        self.sigma *= float(np.exp((self.c_s / self.d_s) * (norm_ps / self.chi_n - 1)))
-        self.C = (self.C + self.C.T) / 2
-        eigenvalues, self.B = np.linalg.eigh(self.C)
-        self.D = np.sqrt(np.maximum(eigenvalues, 1e-20))
 
 
 # Each continuous baseline searches one start as a generator: it yields the designs it wants scored and is sent

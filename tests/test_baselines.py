@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 
 from designers import chem
 from designers.molecule import MoleculeDesigner
-from tasks.baselines import (BaselineConfig, BudgetedOracle, BudgetExceeded, baseline_metrics, run_baseline,
-                             share_budget)
+from tasks.baselines import BaselineConfig, BudgetedOracle, BudgetExceeded, baseline_metrics, run_baseline
+from tasks.search.anytime import share_budget
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_the_flow_runs_both_methods_on_the_campaign_seeds_and_logs_them(tmp_path
 
 
 def test_cma_es_finds_the_optimum_of_a_quadratic():
-    from tasks.baselines import CMAES
+    from tasks.search.cmaes import CMAES
 
     es = CMAES(np.full(12, 0.2), 0.1, np.random.default_rng(0))
     target = np.linspace(0.3, 0.7, 12)

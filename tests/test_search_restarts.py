@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.baselines import BaselineConfig, baseline_metrics, best_so_far, run_baseline
+from tasks.baselines import BaselineConfig, baseline_metrics, run_baseline
+from tasks.search.anytime import best_so_far
 from tasks.search.gradient import SearchConfig, gradient_search, random_starts
 
 
