@@ -175,12 +175,15 @@ def regression_metrics(model: Surrogate, x: torch.Tensor, y: torch.Tensor) -> di
 
 
 def training_config(params: Any, defense: str, seed: int) -> TrainingConfig:
-    """``params``: a :class:`flows.parameters.SurrogateParameters`."""
+    """``params``: a :class:`flows.parameters.SurrogateParameters` (an object without ``trades_beta`` or
+    ``coms_limit`` gets :class:`Defense`'s defaults for them)."""
     return TrainingConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, weight_decay=params.weight_decay,
         seed=seed,
         defense=Defense(name=defense, eps=params.eps, pgd_steps=params.pgd_steps, vat_eps=params.vat_eps,
-                        vat_weight=params.vat_weight),
+                        vat_weight=params.vat_weight,
+                        trades_beta=getattr(params, "trades_beta", Defense.trades_beta),
+                        coms_limit=getattr(params, "coms_limit", Defense.coms_limit)),
     )
 
 

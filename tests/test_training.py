@@ -168,3 +168,35 @@ def test_new_defenses_are_offered_everywhere_defenses_are_validated():
     assert SurrogateParameters().trades_beta == 6.0
     with pytest.raises(ValueError):
         Defense(name="trades", trades_beta=-1.0)
+
+
+def test_surrogate_parameters_trades_beta_and_coms_limit_reach_training(monkeypatch):
+    """The campaign's, train's and tune's surrogates are configured by ``training_config``: the user's TRADES β and
+    COMs τ get into the Defense the trainer sees (not Defense's defaults), and change what is trained."""
+    from flows.parameters import SurrogateParameters
+    from tasks import pure_stages
+
+    params = SurrogateParameters(epochs=3, batch_size=32, lr=3e-3, eps=0.05, pgd_steps=3, hidden=(16,),
+                                 trades_beta=0.0, coms_limit=0.25)
+    assert pure_stages.training_config(params, "trades", 0).defense.trades_beta == 0.0
+    assert pure_stages.training_config(params, "coms", 0).defense.coms_limit == 0.25
+    seen = []
+    real_train_model = pure_stages.train_model
+    monkeypatch.setattr(pure_stages, "train_model",
+                        lambda *args, **kwargs: seen.append(args[5]) or real_train_model(*args, **kwargs))
+    x, y = regression_data()
+
+    def train(defense, **changes):
+        config = pure_stages.training_config(params.model_copy(update=changes), defense, 0)
+        torch.manual_seed(0)
+        model, _ = pure_stages.train_surrogate((3, 4), (16,), config, x[:320], y[:320], x[320:], y[320:], None)
+        return model
+
+    plain, trades_zero, trades_six = train("none"), train("trades"), train("trades", trades_beta=6.0)
+    assert [c.defense.trades_beta for c in seen] == [0.0, 0.0, 6.0]
+    # β = 0 from the parameters is plain training weight for weight; β = 6 trains another model.
+    for a, b, c in zip(plain.state_dict().values(), trades_zero.state_dict().values(), trades_six.state_dict().values()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, c) for a, c in zip(plain.state_dict().values(), trades_six.state_dict().values()))
+    train("coms", coms_limit=0.25)
+    assert seen[-1].defense.name == "coms" and seen[-1].defense.coms_limit == 0.25
