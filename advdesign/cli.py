@@ -180,7 +180,7 @@ def _ui_options(parser: argparse.ArgumentParser) -> None:
 
 def commands() -> dict[str, Command]:
     """The dispatch table: every subcommand, in the order ``advdesign --help`` lists them."""
-    from advdesign import cli_evaluate, cli_tune
+    from advdesign import cli_evaluate, cli_render, cli_tune
 
     return {
         "campaign": Command(
@@ -194,6 +194,7 @@ def commands() -> dict[str, Command]:
                           model=_design_model, preset=design_preset),
         **cli_tune.COMMANDS,
         "evaluate": cli_evaluate.COMMAND,
+        "render": cli_render.COMMAND,
         "ui": Command("ui", "start the MLflow UI on 127.0.0.1 against the project's tracking store", run_ui,
                       extra=_ui_options, json=False),
     }

@@ -691,22 +691,22 @@ class CarDesigner(Designer):
         plt.close(fig)
 
     def render_flow(
-        self, pairs: Sequence[tuple[CarBlueprint, CarBlueprint]], path: str, captions: Sequence[str] | None = None,
-        quantity: str = "speed",
+        self, pairs: Sequence[tuple[CarBlueprint | None, CarBlueprint]], path: str,
+        captions: Sequence[str] | None = None, quantity: str = "speed",
     ) -> None:
         """Flow pictures of (seed, design) pairs into a PNG: one row per pair, seed left, design right, the speed
         (``quantity="speed"``, |u|/U with streamlines) or ``"vorticity"`` field at the end of the oracle's own run
         (this designer's lattice, kernel and threads), with the profile, cabin box, moving ground and flow direction.
         Runs one batched flow of all the blueprints; not an oracle call (nothing is counted). Blueprints or their
-        keys (:meth:`key`); ``captions``: one per pair, shown over the design's panel. See :mod:`designers.car_flow_picture`."""
+        keys (:meth:`key`); a ``None`` seed draws the design alone. ``captions``: one per pair, shown over the
+        design's panel. See :mod:`designers.car_flow_picture`."""
         from designers.car_flow_picture import car_flow_fields, render_flow_panels
 
-        blueprints = [self._blueprint_or_reason(blueprint) for pair in pairs for blueprint in pair]  # keys too
-        labels = []
-        for k in range(len(pairs)):
-            labels += ["", captions[k] if captions is not None and k < len(captions) else ""]
-        panels = car_flow_fields(self, blueprints, labels)
-        rows = [(panels[2 * k], panels[2 * k + 1]) for k in range(len(pairs))]
+        places = [(k, j) for k, pair in enumerate(pairs) for j, blueprint in enumerate(pair) if blueprint is not None]
+        blueprints = [self._blueprint_or_reason(pairs[k][j]) for k, j in places]  # keys too
+        labels = [captions[k] if j == 1 and captions is not None and k < len(captions) else "" for k, j in places]
+        panels = dict(zip(places, car_flow_fields(self, blueprints, labels)))
+        rows = [(panels.get((k, 0)), panels[(k, 1)]) for k in range(len(pairs))]
         render_flow_panels(rows, path, quantity=quantity,
                            x_range=(-1.5, float(self._high[0]) + 3.0), y_range=(-0.25, self.max_height_m + 1.6))
 

@@ -128,7 +128,7 @@ def _outline(designer: "CarDesigner", design) -> tuple[np.ndarray, np.ndarray, t
 
 
 def render_flow_panels(
-    rows: Sequence[tuple[FlowPanel, FlowPanel]],
+    rows: Sequence[tuple[FlowPanel | None, FlowPanel]],
     path: str,
     quantity: str = "speed",
     title: str | None = None,
@@ -136,7 +136,8 @@ def render_flow_panels(
     y_range: tuple[float, float] = (-0.25, 3.5),
     dpi: int = 110,
 ) -> None:
-    """Draw (seed, design) rows of flow panels side by side into a PNG at ``path``; pure (files only).
+    """Draw (seed, design) rows of flow panels side by side into a PNG at ``path``; pure (files only). A row whose
+    seed is ``None`` shows the design alone (if no row has a seed, the picture is one column of designs).
 
     ``quantity``: ``"speed"`` (|u|/U on one colour scale for all panels, a few streamlines) or ``"vorticity"`` (a diverging
     scale symmetric about 0). Each panel shows the field, the body (grey, outlined), the cabin box (dashed red), the
@@ -152,14 +153,18 @@ def render_flow_panels(
 
     n_rows = max(len(rows), 1)
     aspect = (y_range[1] - y_range[0]) / (x_range[1] - x_range[0])
-    fig, axes = plt.subplots(n_rows, 2, figsize=(12.0, 6.0 * aspect * n_rows + 0.9), squeeze=False,
-                             layout="constrained")
+    paired = any(row[0] is not None for row in rows)
+    if not paired:  # designs alone: one column
+        rows = [(row[1],) for row in rows]
+    width = 12.0 if paired else 6.5
+    fig, axes = plt.subplots(n_rows, 2 if paired else 1, figsize=(width, 6.0 * aspect * n_rows + 0.9),
+                             squeeze=False, layout="constrained")
+    panels = [p for row in rows for p in row if p is not None]
     if quantity == "speed":
-        values = [np.nanpercentile(p.speed, 99.5) for row in rows for p in row if np.isfinite(p.speed).any()]
+        values = [np.nanpercentile(p.speed, 99.5) for p in panels if np.isfinite(p.speed).any()]
         cmap, vmin, vmax, label = "viridis", 0.0, max([1.5] + [float(v) for v in values]), "|u| / U"
     else:
-        values = [np.nanpercentile(np.abs(p.vorticity), 99) for row in rows for p in row
-                  if np.isfinite(p.vorticity).any()]
+        values = [np.nanpercentile(np.abs(p.vorticity), 99) for p in panels if np.isfinite(p.vorticity).any()]
         limit = float(max(values)) if values else 1.0
         cmap, vmin, vmax, label = "RdBu_r", -limit, limit, "vorticity (U per m)"
     ink = "w" if quantity == "speed" else "k"  # the arrows' colour, against the field's background
@@ -167,6 +172,9 @@ def render_flow_panels(
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             ax = axes[r, c]
+            if panel is None:  # no seed in this row
+                ax.axis("off")
+                continue
             field = panel.speed if quantity == "speed" else panel.vorticity
             ax.set_facecolor("0.75")  # NaN cells: the body as the lattice sees it (stair-stepped), grey
             if np.isfinite(field).any():
@@ -195,7 +203,7 @@ def render_flow_panels(
             ax.text(x_range[1] - 3.4, y_range[0] / 2, "ground moves", color="w", fontsize=6, va="center", zorder=6)
             ax.set_xlim(*x_range)
             ax.set_ylim(*y_range)
-            ax.set_title(("seed" if c == 0 else "design") + (f": {panel.caption}" if panel.caption else ""),
+            ax.set_title(("seed" if paired and c == 0 else "design") + (f": {panel.caption}" if panel.caption else ""),
                          fontsize=8)
             ax.tick_params(labelsize=7)
             if c == 0:
@@ -217,3 +225,50 @@ def _streamlines(ax, panel: FlowPanel, x_range: tuple[float, float], y_range: tu
                       zorder=2)
     except (ValueError, TypeError):  # pragma: no cover - decoration only
         pass
+
+
+#: Pairs a campaign's flow picture shows at most: one batched flow of 2 × 3 blueprints (~0.5 s on the coarse
+#: lattice with the numba kernel, ~20 s with the eager torch step on a CPU).
+ARTIFACT_PAIRS = 3
+
+
+def best_pairs(table, n: int, label: str = "") -> list[tuple[str, str, str]]:
+    """``(seed key, design key, caption)`` for the ``n`` seeds whose best verified design gained most, best first.
+
+    ``table``: a campaign's verified-design table (``designs.csv``: ``seed``, ``design``, ``seed_score``,
+    ``true_score``, ``oracle_failure``); per seed its best design by true score; rows the oracle failed on are
+    skipped. The caption reads ``label: seed score → design score km/h``.
+    """
+    if not len(table):
+        return []
+    ok = table[table["oracle_failure"].isna()] if "oracle_failure" in table else table
+    ok = ok[np.isfinite(ok["true_score"].astype(float))]
+    if not len(ok):
+        return []
+    best = ok.loc[ok.groupby("seed")["true_score"].idxmax()]
+    best = best.assign(gain=best["true_score"] - best["seed_score"]).sort_values("gain", ascending=False).head(n)
+    prefix = f"{label}: " if label else ""
+    return [(seed, design, f"{prefix}{s:.1f} → {t:.1f} km/h")
+            for seed, design, s, t in zip(best["seed"], best["design"], best["seed_score"], best["true_score"])]
+
+
+def flow_picture_artifact(
+    designer: "CarDesigner", seed_keys: Sequence[str], best_keys: Sequence[str], path,
+    captions: Sequence[str] | None = None, quantity: str = "speed", max_pairs: int = ARTIFACT_PAIRS,
+):
+    """The flow around seeds and their best designs, side by side, as a PNG at ``path`` (returned as a ``Path``).
+
+    The campaign's picture of its best designs (one row per seed, seed left); at most ``max_pairs`` rows (the
+    first ones: pass them best first), so the cost is one batched flow of ``2 × max_pairs`` blueprints on the
+    designer's lattice. Not an oracle call. Keys or blueprints.
+    """
+    from pathlib import Path
+
+    if len(seed_keys) != len(best_keys):
+        raise ValueError(f"{len(seed_keys)} seeds but {len(best_keys)} designs")
+    pairs = list(zip(seed_keys, best_keys))[:max_pairs]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    designer.render_flow(pairs, str(path), list(captions)[:max_pairs] if captions is not None else None,
+                         quantity=quantity)
+    return path

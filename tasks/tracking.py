@@ -639,3 +639,43 @@ def applicable_params(params: Mapping[str, Any], defenses: str | Any) -> dict[st
             continue
         out[key] = value
     return out
+
+
+# -- reading back what a campaign logged -------------------------------------------------------------------------
+def design_tables(run_id: str, uri: str | None = None) -> dict[str, "Any"]:
+    """The verified-design tables (``designs.csv``, pandas) under an MLflow run, by defense (the run's ``defense``
+    tag, else its name), in the order the runs started: a campaign's parent run gives one per defense run, a
+    defense run its own; a run with ``--rounds`` holds them in nested round runs, which are concatenated.
+    ``ValueError`` in one line for a missing store or run, or a run without any such table."""
+    import pandas as pd
+
+    resolved = default_tracking_uri(uri)
+    if resolved.startswith("sqlite:///") and not Path(resolved.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"no MLflow store at {resolved}")
+    resolved, client = _client(resolved)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"no MLflow run {run_id!r} in {resolved}") from None
+
+    def children(parent: str) -> list:
+        return client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
+                                  max_results=1000, order_by=["attributes.start_time ASC"])
+
+    def tables_of(one: Any) -> list:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                return [pd.read_csv(client.download_artifacts(one.info.run_id, "designs.csv", tmp))]
+            except (MlflowException, OSError):
+                pass
+        return [table for child in children(one.info.run_id) for table in tables_of(child)]
+
+    runs = children(run_id) if run.data.tags.get("kind") == "campaign" else [run]
+    out: dict[str, Any] = {}
+    for one in runs:
+        tables = tables_of(one)
+        if tables:
+            out[one.data.tags.get("defense", one.info.run_name)] = pd.concat(tables, ignore_index=True)
+    if not out:
+        raise ValueError(f"MLflow run {run_id} holds no designs table (designs.csv), nor do its nested runs")
+    return out

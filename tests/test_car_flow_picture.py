@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,83 @@ def test_designer_renders_seed_and_design_side_by_side(tmp_path):
     image = read_png(path)
     assert image[..., :3].std() > 0.1 and image.shape[0] > 400  # two rows
     assert designer.oracle_calls == 0
+
+
+def test_a_row_without_a_seed_draws_the_design_alone(tmp_path):
+    path = tmp_path / "alone.png"
+    render_flow_panels([(None, synthetic_panel("a")), (None, synthetic_panel("b"))], str(path))
+    alone = read_png(path)
+    render_flow_panels([(synthetic_panel(), synthetic_panel("a")), (None, synthetic_panel("b"))], str(path))
+    mixed = read_png(path)
+    assert alone.shape[1] < 0.75 * mixed.shape[1]  # one column when no row has a seed
+
+
+# --- advdesign render ---------------------------------------------------------------------------------------------
+
+def _render(argv, capsys):
+    from advdesign.cli import main
+
+    code = main(["render", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_render_draws_keys_on_the_real_oracle_flow(tmp_path, capsys):
+    designer = CarDesigner(resolution="smoke")
+    design = CarBlueprint(4.8, 1.8, 0.15, (0.5, 0.9, 1.3, 1.4, 1.4, 1.35, 1.2, 1.0, 0.8))
+    path, report = tmp_path / "pictures" / "keys.png", tmp_path / "keys.json"
+    code, out, err = _render([designer.key(design), designer.key(SALOON), "--seed", designer.key(SALOON),
+                              "--resolution", "smoke", "--threads", "1", "--output", str(path), "--json",
+                              str(report)], capsys)
+    assert code == 0, err
+    assert f"of 2 designs in {path}" in out
+    image = read_png(path)
+    assert image.shape[0] > 400 and image.shape[1] > 1000 and image[..., :3].std() > 0.1  # two rows of two
+    result = json.loads(report.read_text())
+    assert result["png"] == str(path) and result["bytes"] == path.stat().st_size > 20_000
+    assert [row["design"] for row in result["rows"]] == [designer.key(design), designer.key(SALOON)]
+    assert all(row["seed"] == designer.key(SALOON) and row["problem"] is None for row in result["rows"])
+
+
+def test_render_names_a_rule_breaking_key_and_still_draws(tmp_path, capsys):
+    too_tall = CarBlueprint(4.5, 1.8, 0.3, (0.7, 1.0, 1.3, 1.75, 1.75, 1.4, 1.3, 1.1, 0.9))
+    path = tmp_path / "tall.png"
+    code, out, err = _render([CarDesigner().key(too_tall), "--resolution", "smoke", "--output", str(path)], capsys)
+    assert code == 0, err
+    assert "not simulated" in out and "tall" in out and path.stat().st_size > 5_000
+
+
+KEY = "car:L=4.5000,W=1.8000,c=0.1500,h=0.7000/1.0000/1.3000/1.4500/1.4500/1.4000/1.3000/1.1000/0.9000"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "nothing to render"),
+    (["car:L=4.5"], "key 1 'car:L=4.5': car key lacks field"),
+    ([KEY, "boat:1"], "key 2 'boat:1': not a car key"),
+    ([KEY, KEY.replace("h=0.7000/", "h=")], "key 2 "),
+    ([KEY, "--seed", "car:L=x"], "--seed 'car:L=x'"),
+    (["--seed", KEY], "--seed is drawn beside car keys"),
+    (["--campaign", "missing.json"], "campaign file missing.json not found"),
+    ([KEY, "--output", "flow.jpg"], "--output flow.jpg"),
+    ([KEY, "--defenses", "vat"], "--defenses picks from a campaign"),
+    ([KEY, "--quantity", "pressure"], "unknown quantity 'pressure'"),
+])
+def test_render_bad_input_is_one_line_naming_the_culprit(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _render(argv, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("advdesign render: error: ") and message in err, err
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not JSON"),
+    ('{"designer": "car"}', "is not a campaign's --json output"),
+    ('{"designer": "molecule", "defenses": {}}', "is a molecule campaign"),
+])
+def test_render_rejects_a_file_that_is_not_a_car_campaign(content, message, capsys, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    code, _, err = _render(["--campaign", str(path), "--output", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err and str(path) in err, err

@@ -141,13 +141,13 @@ def test_a_mistake_names_the_subcommand(capsys):
 
 
 def test_the_cli_modules_import_no_cycle():
-    code = ("import sys, advdesign.cli_tune, advdesign.cli_evaluate; "
-            "assert 'advdesign.cli' not in sys.modules, 'cli_tune or cli_evaluate imports advdesign.cli'")
+    code = ("import sys, advdesign.cli_tune, advdesign.cli_evaluate, advdesign.cli_render; "
+            "assert 'advdesign.cli' not in sys.modules, 'cli_tune, cli_evaluate or cli_render imports advdesign.cli'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_one_dispatch_table_holds_every_subcommand():
-    assert list(cli.commands()) == ["campaign", "train", "design", "tune", "baselines", "evaluate", "ui"]
+    assert list(cli.commands()) == ["campaign", "train", "design", "tune", "baselines", "evaluate", "render", "ui"]
     parser = build_parser()
     for name in ("campaign", "train", "design", "tune", "baselines", "evaluate"):
         argv = [name, "--model", "models:/m@fgsm"] if name == "design" else [name]
