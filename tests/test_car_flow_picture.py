@@ -164,3 +164,78 @@ def test_render_rejects_a_file_that_is_not_a_car_campaign(content, message, caps
     path.write_text(content)
     code, _, err = _render(["--campaign", str(path), "--output", str(tmp_path / "x.png")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err and str(path) in err, err
+
+
+def _design_table(designer: CarDesigner, seed: CarBlueprint, lengths: list[float], scores: list[float]):
+    import pandas as pd
+
+    designs = [CarBlueprint(length, seed.width_m, seed.ride_height_m, seed.heights_m) for length in lengths]
+    return pd.DataFrame({"seed_index": 0, "seed": designer.key(seed), "design": [designer.key(d) for d in designs],
+                         "seed_score": 90.0, "true_score": scores,
+                         "oracle_failure": [None] * (len(scores) - 1) + ["flow solver diverged"]})
+
+
+@pytest.fixture
+def logged_campaign(tmp_path, tracking_uri):
+    """A car campaign's runs as the campaign logs them (parent tagged kind=campaign, one run per defense with its
+    designs table; one defense with two nested rounds), without running one; and its --json file."""
+    from tasks.tracking import Tracker
+
+    designer = CarDesigner(resolution="smoke")
+    tracker = Tracker(tracking_uri, "render-test")
+    parent = tracker.start_run("campaign-car", tags={"designer": "car", "kind": "campaign"})
+    runs = {}
+    for defense, lengths, scores in (("none", [4.4, 4.6, 4.7], [91.0, 95.0, 99.0]),
+                                     ("vat", [4.3, 4.8, 4.9], [97.0, 93.0, 120.0])):
+        run = tracker.start_run(f"car-{defense}", parent_run_id=parent, tags={"defense": defense, "designer": "car"})
+        table = _design_table(designer, SALOON, lengths, scores)
+        if defense == "vat":  # --rounds 2: the tables live in the nested round runs
+            for number, half in enumerate((table[:1], table[1:]), 1):
+                round_run = tracker.start_run(f"round-{number}", parent_run_id=run, tags={"defense": defense})
+                tracker.log_table(round_run, half.reset_index(drop=True), "designs.json")
+                tracker.end_run(round_run)
+        else:
+            tracker.log_table(run, table, "designs.json")
+        tracker.end_run(run)
+        runs[defense] = run
+    tracker.end_run(parent)
+    summary = {"designer": "car", "mlflow": {"tracking_uri": tracking_uri, "parent_run_id": parent},
+               "defenses": {"none": {"run_id": runs["none"]}, "fgsm": {"error": "diverged"},
+                            "vat": {"run_id": runs["vat"]}}}
+    path = tmp_path / "car.json"
+    path.write_text(json.dumps(summary))
+    return path, summary, designer
+
+
+def test_design_tables_reads_a_campaign_back_by_defense(logged_campaign):
+    from tasks.tracking import design_tables
+
+    _, summary, designer = logged_campaign
+    uri = summary["mlflow"]["tracking_uri"]
+    tables = design_tables(summary["mlflow"]["parent_run_id"], uri)
+    assert list(tables) == ["none", "vat"] and [len(t) for t in tables.values()] == [3, 3]
+    assert list(design_tables(summary["defenses"]["vat"]["run_id"], uri)) == ["vat"]
+    with pytest.raises(ValueError, match="no MLflow run 'nope'"):
+        design_tables("nope", uri)
+    with pytest.raises(ValueError, match="no MLflow store"):
+        design_tables("nope", uri.replace("mlflow.db", "elsewhere.db"))
+
+
+@pytest.mark.parametrize("source", ["campaign", "run"])
+def test_render_draws_a_campaigns_best_designs_beside_their_seeds(source, logged_campaign, tmp_path, capsys):
+    path, summary, designer = logged_campaign
+    given = (["--campaign", str(path)] if source == "campaign" else
+             ["--run", summary["mlflow"]["parent_run_id"], "--tracking-uri", summary["mlflow"]["tracking_uri"]])
+    png, report = tmp_path / "best.png", tmp_path / "best.json"
+    code, out, err = _render([*given, "--n-best", "1", "--resolution", "smoke", "--quantity", "vorticity",
+                              "--output", str(png), "--json", str(report)], capsys)
+    assert code == 0, err
+    rows = json.loads(report.read_text())["rows"]
+    # Per defense the seed's best design the oracle scored (the last row of each table, 99 and 120, failed), the
+    # vat one found across its two rounds' runs.
+    assert [row["caption"] for row in rows] == ["none: 90.0 → 95.0 km/h", "vat: 90.0 → 97.0 km/h"]
+    assert all(row["seed"] == designer.key(SALOON) for row in rows)
+    image = read_png(png)
+    assert image.shape[0] > 400 and image.shape[1] > 1000  # two rows, seed beside design
+    code, _, err = _render([*given, "--defenses", "vat,pgd", "--output", str(png)], capsys)
+    assert code == 2 and "no defense 'pgd'" in err and len(err.strip().splitlines()) == 1, err
