@@ -64,10 +64,11 @@ def _campaign_model():
 
 
 def objective_name(designer: Any) -> str:
-    """The quantity the oracle scores (higher is better), for a summary's header."""
-    if designer.name == "car":
-        return "top speed (km/h)"
-    return {"plogp": "penalized logP", "qed": "QED"}.get(designer.objective, designer.objective)
+    """The quantity the oracle scores (higher is better), for a summary's header: a built-in's label, a task's or
+    a user callable's name (``module:function@version``)."""
+    from designers.objectives import label
+
+    return label(designer.objective)
 
 
 def campaign_lines(summary: dict[str, Any], params: Any) -> list[str]:

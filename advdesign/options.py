@@ -49,8 +49,9 @@ FALLBACK_HELP = {
 NOUNS = {"designer.name": "designer", "search.strategy": "search strategy", "objective": "metric"}
 #: How a value of each type is named in the usage line.
 TYPE_METAVARS: dict[Any, str] = {int: "N", float: "X", str: "TEXT"}
-#: List separators other than the comma (a width is itself a comma list: ``--widths 64|128,64``).
-SEPARATORS = {"widths": "|"}
+#: List separators other than the comma (a width is itself a comma list: ``--widths 64|128,64``; a SMARTS may hold
+#: commas, so SMARTS lists take spaces).
+SEPARATORS = {"widths": "|", "forbid_smarts": " "}
 #: Namespace attributes of generated options start with this; the rest of the name is the field's path.
 PREFIX = "param:"
 

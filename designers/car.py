@@ -149,6 +149,10 @@ class CarDesigner(Designer):
             any station height from the seed's (``None``: no limit, the change is still reported).
         min_ground_clearance_m, max_height_m, length_range_m, width_range_m, cabin_roof_m,
         max_second_difference_m: the feasibility rules (see the module docstring).
+        objective: what is maximised: ``"top_speed"`` (default, km/h), ``"drag_area"`` (C_D·A in m² is minimised,
+            so the score is −C_D·A), or ``"module.path:function[@version]"``, a callable on the oracle's components
+            (a dict of arrays ``C_D``, ``C_L``, ``A``, ``m``, ``v``, ``drag_area``, ``power_residual``, one entry per
+            blueprint) returning one float per blueprint, higher is better (:mod:`designers.objectives.user`).
     """
 
     name = "car"
@@ -180,7 +184,15 @@ class CarDesigner(Designer):
         cabin_roof_m: float = 1.20,
         cabin_floor_m: float = 0.20,
         max_second_difference_m: float = 0.5,
+        objective: str = "top_speed",
     ) -> None:
+        from designers.objectives import ObjectiveError, normalise
+
+        try:
+            self.objective = normalise(objective, "car", probe=False)
+        except ObjectiveError as exc:
+            raise ValueError(str(exc)) from None
+        self._user_objective()  # a user callable is imported now, not at the first oracle call
         if isinstance(resolution, str):
             if resolution not in RESOLUTIONS:
                 raise ValueError(f"unknown resolution {resolution!r}; choose from {sorted(RESOLUTIONS)}")
@@ -222,6 +234,13 @@ class CarDesigner(Designer):
                         f"(ramp {resolution.ramp_flow_times:g}, averaged {resolution.average_flow_times:g})")
         self._rows, self._bounds, self._labels = self._linear_constraints()
         self._interior = self._interior_point()
+
+    def _user_objective(self):
+        """The loaded user callable (``None`` for a built-in objective); loaded again after unpickling."""
+        from designers.objectives import is_user_objective
+        from designers.objectives.user import load
+
+        return load(self.objective) if is_user_objective(self.objective) else None
 
     # --- representation --------------------------------------------------------------------------------------
 
@@ -614,8 +633,8 @@ class CarDesigner(Designer):
                 failures[start + j] = result.failures[j]
 
     def _oracle(self, designs: list[CarBlueprint]) -> OracleResult:
-        """Top speed in km/h (higher is better) of every design; infeasible or non-finite blueprints and diverged
-        flows get NaN and a reason, the rest of the batch is scored in one batched simulation. Every design passed
+        """The objective (default top speed in km/h; higher is better) of every design; infeasible or non-finite
+        blueprints, diverged flows and designs the user's objective fails get NaN and a reason, the rest of the batch is scored in one batched simulation. Every design passed
         in counts as one oracle call. Extras (SI units): ``C_D``, ``C_L`` (2-D, a model of a car), ``A`` frontal
         area m², ``m`` mass kg, ``v`` top speed m/s, ``drag_area`` C_D·A m², ``power_residual`` W of the balance."""
         n = len(designs)
@@ -643,7 +662,20 @@ class CarDesigner(Designer):
             extras["v"][ok] = v
             extras["drag_area"][ok] = drag_area
             extras["power_residual"][ok] = (0.5 * AIR_DENSITY * drag_area * v**2 + rolling) * v - power
-        scores = np.where(ok, extras["v"] * 3.6, np.nan)
+        if self.objective == "top_speed":
+            scores = np.where(ok, extras["v"] * 3.6, np.nan)
+        elif self.objective == "drag_area":
+            scores = np.where(ok, -extras["drag_area"], np.nan)
+        else:
+            scores = np.full(n, np.nan)
+            rows = np.flatnonzero(ok)
+            if len(rows):
+                from designers.objectives.user import score_components
+
+                values, reasons = score_components(self._user_objective(), {k: v[rows] for k, v in extras.items()},
+                                                   [f"blueprint {self.key(designs[i])}" for i in rows])
+                for j, i in enumerate(rows):
+                    scores[i], failures[i] = values[j], reasons[j]
         return OracleResult(scores=scores, failures=failures, extras=extras)
 
     # --- pictures --------------------------------------------------------------------------------------------

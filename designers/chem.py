@@ -22,7 +22,7 @@ from rdkit.Contrib.SA_Score import sascorer
 
 RDLogger.DisableLog("rdApp.*")
 
-OBJECTIVES = ("plogp", "qed")
+OBJECTIVES = ("plogp", "qed")  # and every task of designers.objectives.tasks, by name
 #: Side quantities the oracle returns with every score (cheap; QED is not, so it is a separate report).
 ORACLE_EXTRAS = ("logp", "sa", "ring_penalty", "mol_weight", "lipinski")
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
@@ -57,7 +57,14 @@ def score_molecule(smiles: str, objective: str) -> tuple[float, str | None, tupl
     sa = sascorer.calculateScore(mol)
     rings = ring_penalty(mol)
     weight = Descriptors.MolWt(mol)
-    score = logp - sa - rings if objective == "plogp" else QED.qed(mol)
+    if objective == "plogp":
+        score = logp - sa - rings
+    elif objective == "qed":
+        score = QED.qed(mol)
+    else:
+        from designers.objectives.tasks import score_task
+
+        score = score_task(objective, mol)
     return score, None, (logp, sa, float(rings), weight, float(lipinski_pass(mol, logp, weight)))
 
 
@@ -107,9 +114,14 @@ def _chunks(items: Sequence, n_chunks: int) -> list[list]:
 def score_molecules(
     smiles: Sequence[str], objective: str = "plogp", workers: int | None = None, parallel_threshold: int = 256
 ) -> tuple[np.ndarray, list[str | None], dict[str, np.ndarray]]:
-    """Batch oracle: scores, failure reasons and :data:`ORACLE_EXTRAS`, in process chunks across ``workers``."""
+    """Batch oracle: scores, failure reasons and :data:`ORACLE_EXTRAS`, in process chunks across ``workers``.
+
+    ``objective``: ``plogp``, ``qed`` or a task of :mod:`designers.objectives.tasks` by name."""
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        from designers.objectives.tasks import TASKS
+
+        if objective not in TASKS:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join((*OBJECTIVES, *TASKS))}")
     workers = default_workers() if workers is None else workers
     if len(smiles) < parallel_threshold:
         workers = 1

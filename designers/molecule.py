@@ -36,14 +36,22 @@ def _vocabulary() -> tuple[tuple[str, ...], int]:
 
 
 class MoleculeDesigner(Designer):
-    """Drug-like molecules from MOSES, optimised for penalized logP or QED under a similarity constraint.
+    """Drug-like molecules from MOSES, optimised for an objective under a medicinal chemist's constraints.
 
     Args:
-        objective: ``"plogp"`` (JT-VAE's penalized logP) or ``"qed"``.
+        objective: ``"plogp"`` (JT-VAE's penalized logP), ``"qed"``, a GuacaMol/PMO task by name
+            (:mod:`designers.objectives.tasks`, ``pmo:<task>`` alike), or ``"module.path:function[@version]"``: a
+            callable from a list of SMILES to one float per molecule, higher is better
+            (:mod:`designers.objectives.user`).
         similarity_threshold: δ, the minimum Tanimoto similarity (Morgan r=2, 2048 bits) to the seed.
         max_sa: optional upper bound on the SA score (1 easy … 10 hard to synthesise).
-        max_mol_weight: optional upper bound on molecular weight in Da.
+        min_mol_weight, max_mol_weight: optional bounds on the molecular weight in Da.
+        min_qed: optional lower bound on QED.
+        keep_smarts: optional SMARTS every design must contain (a scaffold, a warhead).
+        forbid_smarts: SMARTS no design may contain (reactive or toxic groups).
         workers: processes for the RDKit oracle and SELFIES encoding (default: all cores).
+
+    Every constraint is checked by :meth:`constraints`, before any oracle call, and each violation is named.
 
     Example:
         >>> designer = MoleculeDesigner()
@@ -54,7 +62,8 @@ class MoleculeDesigner(Designer):
 
     name = "molecule"
     #: Constraints and parallelism: none of them changes an oracle score, so none of them invalidates cached labels.
-    settings_outside_oracle = ("similarity_threshold", "max_sa", "max_mol_weight", "workers")
+    settings_outside_oracle = ("similarity_threshold", "max_sa", "min_mol_weight", "max_mol_weight", "min_qed",
+                               "keep_smarts", "forbid_smarts", "workers")
 
     def __init__(
         self,
@@ -63,21 +72,47 @@ class MoleculeDesigner(Designer):
         max_sa: float | None = None,
         max_mol_weight: float | None = None,
         workers: int | None = None,
+        min_mol_weight: float | None = None,
+        min_qed: float | None = None,
+        keep_smarts: str | None = None,
+        forbid_smarts: Sequence[str] = (),
     ) -> None:
-        if objective not in chem.OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(chem.OBJECTIVES)}")
+        from designers.objectives import ObjectiveError, normalise
+        from designers.objectives.scoring import smarts_pattern
+
+        try:
+            objective = normalise(objective, "molecule", probe=False)
+        except ObjectiveError as exc:
+            raise ValueError(str(exc)) from None
         if not 0 <= similarity_threshold <= 1:
             raise ValueError(f"similarity_threshold must lie in [0, 1], got {similarity_threshold}")
+        if min_mol_weight is not None and max_mol_weight is not None and min_mol_weight > max_mol_weight:
+            raise ValueError(f"min_mol_weight {min_mol_weight} > max_mol_weight {max_mol_weight}")
+        for smarts in ([keep_smarts] if keep_smarts else []) + list(forbid_smarts):
+            smarts_pattern(smarts)  # ValueError naming an invalid SMARTS
+        #: The objective's name; a user callable's carries its version (``module:function@version``), so the oracle
+        #: labels' cache key (the designer's plain settings) tells objectives and their versions apart.
         self.objective = objective
         self.similarity_threshold = similarity_threshold
         self.max_sa = max_sa
+        self.min_mol_weight = min_mol_weight
         self.max_mol_weight = max_mol_weight
+        self.min_qed = min_qed
+        self.keep_smarts = keep_smarts or None
+        self.forbid_smarts = tuple(forbid_smarts)
         self.workers = workers
         self.alphabet, self.max_length = _vocabulary()
         self._token_index = {token: i for i, token in enumerate(self.alphabet)}
         self.input_shape = (self.max_length, len(self.alphabet))
         self.lower, self.upper = 0.0, 1.0
         self.oracle_calls = 0
+
+    def _user_objective(self):
+        """The loaded user callable (``None`` for a built-in objective); loaded again after unpickling."""
+        from designers.objectives import is_user_objective
+        from designers.objectives.user import load
+
+        return load(self.objective) if is_user_objective(self.objective) else None
 
     # -- data -----------------------------------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator) -> list[str]:
@@ -139,7 +174,18 @@ class MoleculeDesigner(Designer):
 
     # -- oracle and constraints -----------------------------------------------------------------------------------
     def _oracle(self, designs: list[str]) -> OracleResult:
-        scores, failures, extras = chem.score_molecules(designs, self.objective, self.workers)
+        user = self._user_objective()
+        scores, failures, extras = chem.score_molecules(designs, "plogp" if user else self.objective, self.workers)
+        if user is not None:
+            # RDKit has already failed what is not a molecule; the user's callable sees canonical SMILES of the rest.
+            from designers.objectives.user import score_smiles
+
+            valid = [i for i, f in enumerate(failures) if f is None]
+            scores = np.full(len(designs), np.nan)
+            if valid:
+                values, reasons = score_smiles(user, [chem.canonical_smiles(designs[i]) for i in valid])
+                for j, i in enumerate(valid):
+                    scores[i], failures[i] = values[j], reasons[j]
         return OracleResult(scores, failures, extras)
 
     def report(self, designs: Sequence[str]) -> dict[str, np.ndarray]:
@@ -147,22 +193,48 @@ class MoleculeDesigner(Designer):
         return {"qed": chem.qed_scores(designs, self.workers)}
 
     def constraints(self, designs: Sequence[str], seeds: Sequence[str]) -> ConstraintReport:
+        """Similarity ≥ δ to the seed, SA ≤, molecular weight in range, QED ≥, the kept SMARTS present, no
+        forbidden SMARTS: every violation of a design is named (``"; "``-joined); ``values`` holds the similarity
+        and each bounded property, for the designs table. No oracle call is made or counted."""
+        from rdkit import Chem
+
+        from designers.objectives.scoring import smarts_pattern
+
+        designs = list(designs)
         similarity = chem.tanimoto_similarity(designs, seeds)
-        needs_properties = self.max_sa is not None or self.max_mol_weight is not None
-        extras = chem.score_molecules(designs, self.objective, self.workers)[2] if needs_properties else {}
+        values: dict[str, np.ndarray] = {"similarity": similarity}
+        if self.max_sa is not None or self.min_mol_weight is not None or self.max_mol_weight is not None:
+            extras = chem.score_molecules(designs, "plogp", self.workers)[2]
+            if self.max_sa is not None:
+                values["sa"] = extras["sa"]
+            if self.min_mol_weight is not None or self.max_mol_weight is not None:
+                values["mol_weight"] = extras["mol_weight"]
+        if self.min_qed is not None:
+            values["qed"] = chem.qed_scores(designs, self.workers)
         violations: list[str | None] = []
         for i, design in enumerate(designs):
             if chem.canonical_smiles(design) is None:
                 violations.append(f"invalid SMILES {design!r}")
-            elif not similarity[i] >= self.similarity_threshold:
-                violations.append(f"similarity {similarity[i]:.3f} < {self.similarity_threshold}")
-            elif self.max_sa is not None and extras["sa"][i] > self.max_sa:
-                violations.append(f"SA score {extras['sa'][i]:.2f} > {self.max_sa}")
-            elif self.max_mol_weight is not None and extras["mol_weight"][i] > self.max_mol_weight:
-                violations.append(f"molecular weight {extras['mol_weight'][i]:.1f} > {self.max_mol_weight}")
-            else:
-                violations.append(None)
-        return ConstraintReport(violations, {"similarity": similarity})
+                continue
+            found = []
+            if not similarity[i] >= self.similarity_threshold:
+                found.append(f"similarity {similarity[i]:.3f} < {self.similarity_threshold}")
+            if self.max_sa is not None and not values["sa"][i] <= self.max_sa:
+                found.append(f"SA score {values['sa'][i]:.2f} > {self.max_sa}")
+            if self.min_mol_weight is not None and not values["mol_weight"][i] >= self.min_mol_weight:
+                found.append(f"molecular weight {values['mol_weight'][i]:.1f} < {self.min_mol_weight}")
+            if self.max_mol_weight is not None and not values["mol_weight"][i] <= self.max_mol_weight:
+                found.append(f"molecular weight {values['mol_weight'][i]:.1f} > {self.max_mol_weight}")
+            if self.min_qed is not None and not values["qed"][i] >= self.min_qed:
+                found.append(f"QED {values['qed'][i]:.3f} < {self.min_qed}")
+            if self.keep_smarts or self.forbid_smarts:
+                mol = Chem.MolFromSmiles(design)
+                if self.keep_smarts and not mol.HasSubstructMatch(smarts_pattern(self.keep_smarts)):
+                    found.append(f"lacks the kept substructure {self.keep_smarts}")
+                found += [f"contains the forbidden substructure {smarts}" for smarts in self.forbid_smarts
+                          if mol.HasSubstructMatch(smarts_pattern(smarts))]
+            violations.append("; ".join(found) or None)
+        return ConstraintReport(violations, values)
 
     # -- text and pictures ----------------------------------------------------------------------------------------
     def key(self, design: str) -> str:

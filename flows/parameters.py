@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
 from designers import DESIGNERS
 from tasks.training import DEFENSES
@@ -37,10 +38,20 @@ class _Parameters(BaseModel):
 class DesignerParameters(_Parameters):
     name: DesignerName = Field("molecule", description="design domain: molecules (RDKit oracle) or car blueprints "
                                "(lattice-Boltzmann oracle)")
-    objective: Literal["plogp", "qed"] = Field("plogp", description="molecule objective (higher is better)")
+    objective: str = Field(
+        "plogp", description="what is maximised. Molecules: plogp, qed, a GuacaMol/PMO task (celecoxib_rediscovery, "
+        "osimertinib_mpo, median1, ...; pmo:<task> alike; docs/objectives.md lists them). Cars: top_speed or "
+        "drag_area (C_D*A minimised: the score is -C_D*A). Either: module.path:function[@version], a callable from "
+        "a list of SMILES (cars: the oracle's components) to one float each, higher is better")
     similarity_threshold: float = Field(0.4, ge=0, le=1, description="δ: minimum Tanimoto similarity to the seed")
-    max_sa: float | None = Field(None, description="optional upper bound on the SA score")
+    max_sa: float | None = Field(None, description="optional upper bound on the SA score (1 easy ... 10 hard)")
+    min_mol_weight: float | None = Field(None, ge=0, description="optional lower bound on molecular weight (Da)")
     max_mol_weight: float | None = Field(None, description="optional upper bound on molecular weight (Da)")
+    min_qed: float | None = Field(None, ge=0, le=1, description="optional lower bound on QED (drug-likeness)")
+    keep_smarts: str | None = Field(None, description="a substructure (SMARTS) every design must contain, e.g. the "
+                                    "scaffold or a warhead")
+    forbid_smarts: tuple[str, ...] = Field((), description="substructures (SMARTS, separated by spaces) no design may "
+                                           "contain, e.g. '[N+](=O)[O-] C(=O)Cl'")
     # Cars (designers/car.py; docs/car-oracle.md). The flow is 2-D: a model of a car, not a wind tunnel.
     resolution: Literal["coarse", "fine", "finest", "smoke"] = Field(
         "coarse", description="car flow lattice: coarse 8 cells/m (~0.8 s a blueprint compiled; ranks like fine at "
@@ -53,14 +64,54 @@ class DesignerParameters(_Parameters):
     max_change_from_seed_m: float | None = Field(None, gt=0, description="car: largest station-height change from "
                                                  "the seed (m)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _designer_objective(cls, values: Any) -> Any:
+        """An objective left unset (or ``None``) is the chosen designer's default: plogp, or a car's top_speed."""
+        if isinstance(values, dict) and values.get("objective") is None:
+            from designers.objectives import DEFAULTS
+
+            name = values.get("name")
+            values = {**values, "objective": DEFAULTS.get(name if isinstance(name, str) else "molecule", "plogp")}
+        return values
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, text: str, info: ValidationInfo) -> str:
+        """A built-in name, a task, or a user callable that imports and returns one score per design (tried on two
+        small designs now, so a mistake fails before any work, in one line naming the culprit)."""
+        from designers.objectives import normalise
+
+        return normalise(text, info.data.get("name") or "molecule")
+
+    @field_validator("keep_smarts")
+    @classmethod
+    def _kept_smarts(cls, smarts: str | None) -> str | None:
+        if smarts is None or smarts.strip().lower() in ("", "none"):
+            return None
+        return _valid_smarts(smarts.strip())
+
+    @field_validator("forbid_smarts")
+    @classmethod
+    def _forbidden_smarts(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_valid_smarts(p.strip()) for p in patterns if p.strip())
+
     def settings(self) -> dict:
         """The designer constructor's arguments: only the fields of the chosen domain."""
         return self.model_dump(include=_DESIGNER_FIELDS.get(self.name, set()))
 
 
+def _valid_smarts(smarts: str) -> str:
+    from designers.objectives.scoring import smarts_pattern
+
+    smarts_pattern(smarts)  # ValueError: invalid SMARTS '…'
+    return smarts
+
+
 _DESIGNER_FIELDS: dict[str, set[str]] = {
-    "molecule": {"objective", "similarity_threshold", "max_sa", "max_mol_weight"},
-    "car": {"resolution", "engine_power_kw", "compile", "threads", "max_change_from_seed_m"},
+    "molecule": {"objective", "similarity_threshold", "max_sa", "min_mol_weight", "max_mol_weight", "min_qed",
+                 "keep_smarts", "forbid_smarts"},
+    "car": {"objective", "resolution", "engine_power_kw", "compile", "threads", "max_change_from_seed_m"},
 }
 
 

@@ -96,8 +96,8 @@ def test_the_cli_gives_a_car_campaign_the_car_defaults():
     from advdesign.cli import build_parser, campaign_parameters
 
     quick = campaign_parameters(build_parser().parse_args(["campaign", "--designer", "car", "--quick"]))
-    assert quick.designer.settings() == {"resolution": "coarse", "engine_power_kw": 110.0, "compile": True,
-                                         "threads": 1, "max_change_from_seed_m": None}
+    assert quick.designer.settings() == {"objective": "top_speed", "resolution": "coarse", "engine_power_kw": 110.0,
+                                         "compile": True, "threads": 1, "max_change_from_seed_m": None}
     assert quick.data.n_labelled + quick.data.n_seed_pool <= 300
     assert (quick.search.step_size, quick.surrogate.eps, quick.surrogate.vat_eps) == (0.05, 0.05, 0.15)
     full = campaign_parameters(build_parser().parse_args(["campaign", "--designer", "car", "--steps", "7",
@@ -108,4 +108,5 @@ def test_the_cli_gives_a_car_campaign_the_car_defaults():
     molecule = campaign_parameters(build_parser().parse_args(["campaign", "--quick"]))
     assert (molecule.data.n_labelled, molecule.search.step_size, molecule.surrogate.eps) == (3_000, 0.2, 0.1)
     assert molecule.designer.settings() == {"objective": "plogp", "similarity_threshold": 0.4, "max_sa": None,
-                                            "max_mol_weight": None}
+                                            "min_mol_weight": None, "max_mol_weight": None, "min_qed": None,
+                                            "keep_smarts": None, "forbid_smarts": ()}

@@ -207,4 +207,5 @@ def test_only_the_params_that_apply_to_the_designer_and_defense_are_logged():
     assert "designer.objective" in molecule and "designer.resolution" not in molecule
     assert not {"surrogate.eps", "surrogate.vat_eps", "data.n_unlabelled"} & set(molecule)
     car = flat_params(CampaignParameters.defaults("car", quick=True))
-    assert "designer.resolution" in car and "designer.objective" not in car
+    assert "designer.resolution" in car and "designer.similarity_threshold" not in car
+    assert car["designer.objective"] == "top_speed"
