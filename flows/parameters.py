@@ -84,6 +84,14 @@ class DesignerParameters(_Parameters):
 
         return normalise(text, info.data.get("name") or "molecule")
 
+    @field_validator("max_mol_weight")
+    @classmethod
+    def _weight_range(cls, upper: float | None, info: ValidationInfo) -> float | None:
+        lower = info.data.get("min_mol_weight")
+        if upper is not None and lower is not None and upper < lower:
+            raise ValueError(f"{upper} is below the minimum molecular weight {lower}")
+        return upper
+
     @field_validator("keep_smarts")
     @classmethod
     def _kept_smarts(cls, smarts: str | None) -> str | None:
