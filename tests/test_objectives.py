@@ -284,3 +284,32 @@ def test_a_task_is_a_designer_objective_scored_by_the_worker_pool():
     designer = MoleculeDesigner(objective="celecoxib_rediscovery", workers=1)
     result = designer.oracle([TASKS["celecoxib_rediscovery"].target, "not a molecule"])
     assert result.scores[0] == pytest.approx(1.0) and result.failures[1] == "invalid SMILES 'not a molecule'"
+
+
+# --- end to end ----------------------------------------------------------------------------------------------------
+
+
+def test_a_user_objective_runs_a_campaign_end_to_end(tmp_path, prefect_api):
+    """``advdesign campaign --objective test_objectives:heavy_atoms``: the labelled data, the seeds and the
+    verified designs are scored by the user's function; the seed it refuses is named, the others proceed."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from advdesign.cli import main
+
+    seeds = tmp_path / "seeds.smi"
+    seeds.write_text(f"{ASPIRIN}\n{REFUSED}\n{PHENOL}\nCC(=O)Nc1ccc(O)cc1\n")
+    path, uri = tmp_path / "out.json", f"sqlite:///{tmp_path / 'm.db'}"
+    argv = ["campaign", "--quick", "--n-labelled", "100", "--n-unlabelled", "0", "--n-pool", "0", "--epochs", "1",
+            "--hidden", "16", "--defenses", "none", "--seeds", str(seeds), "--objective", "test_objectives:heavy_atoms",
+            "--calls-per-seed", "3", "--batch-per-seed", "3", "--proposals-per-incumbent", "16", "--population", "1",
+            "--ensemble-size", "1", "--finetune-epochs", "0", "--tracking-uri", uri, "--json", str(path)]
+    assert main(argv) == 0
+    summary = json.loads(path.read_text())
+    assert summary["seed_errors"] == [f"{seeds}: seed 'CCCCCl' skipped: objective test_objectives:heavy_atoms "
+                                      "raised ValueError on 'CCCCCl': no docking pose"]
+    result = summary["defenses"]["none"]
+    assert result["n_seeds"] == 3 and result["n_designs"] > 0
+    params = MlflowClient(uri).get_run(summary["mlflow"]["parent_run_id"]).data.params
+    assert params["designer.objective"] == "test_objectives:heavy_atoms"
