@@ -157,11 +157,14 @@ PROBE_CAR = {"C_D": np.array([0.45, 0.6]), "C_L": np.array([0.1, -0.05]), "A": n
 
 @lru_cache(maxsize=None)
 def probe(text: str, designer: str) -> UserObjective:
-    """Load ``text`` and call it once on two small designs, so a wrong return length (or a callable that cannot
-    take a list) fails before any work; per-design failures of the probe are allowed."""
+    """Load ``text`` and call it once on two small designs, so a wrong return length, or a callable that fails on
+    both (a wrong signature), fails before any work; one failing probe design is allowed."""
     objective = load(text)
     if designer == "car":
-        score_components(objective, PROBE_CAR, ["probe blueprint 1", "probe blueprint 2"])
+        _, failures = score_components(objective, PROBE_CAR, ["probe blueprint 1", "probe blueprint 2"])
     else:
-        score_smiles(objective, PROBE_SMILES)
+        _, failures = score_smiles(objective, PROBE_SMILES)
+    if all(failures):  # a wrong signature (a car function given SMILES) fails every design
+        raise ObjectiveError(f"{failures[0]} (and on every probe {designer} design: does it take "
+                             f"{'the oracle components' if designer == 'car' else 'a list of SMILES'}?)")
     return objective
