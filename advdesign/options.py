@@ -35,7 +35,8 @@ FLAG_NAMES = {
 }
 #: Metavariables that say more than the type.
 METAVARS = {"data.seeds_file": "FILE", "model_uri": "URI", "test_set": "NPZ", "tracking_uri": "URI",
-            "storage": "URL"}
+            "storage": "URL", "designer.objective": "NAME|MODULE:FUNCTION", "designer.keep_smarts": "SMARTS",
+            "designer.forbid_smarts": "'SMARTS SMARTS…'"}
 #: Help for fields some flow models leave undescribed.
 FALLBACK_HELP = {
     "experiment": "MLflow experiment name",
