@@ -143,6 +143,8 @@ _TASKS = [
 TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
 #: PMO's 23 tasks less the three trained classifiers (DRD2, GSK3β, JNK3) and QED (a built-in objective already).
 PMO_TASKS = tuple(name for name in TASKS if name not in ("aripiprazole_similarity", "isomers_c11h24"))
+#: Every PMO task RDKit can compute, as ``--objective`` values: the 19 tasks and the built-in ``qed``.
+PMO_OBJECTIVES = ("qed", *PMO_TASKS)
 
 
 @lru_cache(maxsize=None)
