@@ -174,3 +174,19 @@ def _log_best_pictures(tracker: Tracker, run_id: str, designer: Designer, candid
         path = Path(tmp) / "best_designs.png"
         designer.render(pairs, str(path), captions)
         tracker.log_artifact(run_id, path)
+        if designer.name == "car":  # and the flow around the best few (one small batched flow, not an oracle call)
+            _log_flow_picture(tracker, run_id, designer, pairs, captions, Path(tmp) / "flow_best_designs.png")
+
+
+def _log_flow_picture(tracker: Tracker, run_id: str, designer: Designer, pairs: list, captions: list[str],
+                      path: Path) -> None:
+    """The flow field around the seeds and their best designs (``flow_best_designs.png``); a picture that cannot
+    be drawn is a warning, never a failed campaign."""
+    from designers.car_flow_picture import flow_picture_artifact
+
+    try:
+        flow_picture_artifact(designer, [s for s, _ in pairs], [d for _, d in pairs], path, captions)
+    except Exception as exc:  # noqa: BLE001 - decoration only
+        log.warning("flow picture not drawn: %s: %s", type(exc).__name__, exc)
+        return
+    tracker.log_artifact(run_id, path)

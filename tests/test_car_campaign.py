@@ -80,8 +80,9 @@ def test_each_child_run_holds_the_blueprint_pictures_and_the_scatter(car_run):
     client = MlflowClient(uri)
     for result in summary["defenses"].values():
         artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
-        assert {"best_designs.png", "predicted_vs_true.png", "designs.json", "designs.csv"} <= artifacts
-        for picture in ("best_designs.png", "predicted_vs_true.png"):
+        assert {"best_designs.png", "flow_best_designs.png", "predicted_vs_true.png", "designs.json",
+                "designs.csv"} <= artifacts
+        for picture in ("best_designs.png", "flow_best_designs.png", "predicted_vs_true.png"):
             with open(client.download_artifacts(result["run_id"], picture), "rb") as handle:
                 assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     # Each defense's model is a registered version the summary names; a campaign publishes no alias.
@@ -90,6 +91,22 @@ def test_each_child_run_holds_the_blueprint_pictures_and_the_scatter(car_run):
     versions = {f"models:/advdesign-car-surrogate/{v.version}"
                 for v in client.search_model_versions("name = 'advdesign-car-surrogate'")}
     assert {r["model_uri"] for r in summary["defenses"].values()} <= versions
+
+
+def test_render_draws_the_campaigns_best_designs_from_its_json(car_run, tmp_path, capsys):
+    from advdesign.cli import main
+
+    summary, _ = car_run
+    campaign_json, png, report = tmp_path / "car.json", tmp_path / "flow.png", tmp_path / "render.json"
+    campaign_json.write_text(json.dumps(summary))
+    code = main(["render", "--campaign", str(campaign_json), "--n-best", "1", "--resolution", "smoke",
+                 "--output", str(png), "--json", str(report)])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads(report.read_text())["rows"]
+    assert [row["caption"].split(":")[0] for row in rows] == list(summary["defenses"])  # one row per defense
+    with open(png, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 50_000
 
 
 def test_the_cli_gives_a_car_campaign_the_car_defaults():
