@@ -1,15 +1,20 @@
 """Black-box baselines on the true oracle, on the campaign's data, seeds, constraints and oracle budget.
 
-Random search and TPE over SELFIES token edits for molecules, CMA-ES on the box encoding for cars
-(:mod:`tasks.baselines`), run per seed with the same total budget
-as one surrogate's verification in the campaign (``search.budget``). The data are prepared exactly as the
-campaign prepares them (same :class:`DataParameters`, same Prefect-cached oracle labels), so the seeds are the
-campaign's seeds. One parent MLflow run, a nested run per method with its metrics and designs table.
+Each method is a registered searcher (:mod:`tasks.search.registry`: hill-climber, random and TPE token edits for
+molecules; CMA-ES and random Gaussian perturbations for cars) run by the one budgeted driver
+(:func:`tasks.search.driver.run_search`, through :func:`tasks.search.black_box.run_black_box`): every seed in one
+oracle call per round, the oracle cut into Prefect tasks of ``data.oracle_batch_size`` designs
+(:func:`tasks.prefect_tasks.oracle_in_batches`). The per-seed budget is ``calls_per_seed`` when given, else
+``budget`` (the campaign's ``search.budget``, all seeds together) shared out evenly. The data are prepared exactly
+as the campaign prepares them (same :class:`DataParameters`, same Prefect-cached oracle labels), so the seeds are
+the campaign's seeds. One parent MLflow run, a nested run per method with its metrics, its per-round progress and
+its designs table.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,17 +24,32 @@ from pydantic import Field, model_validator
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, _Parameters
 from flows.stages import choose_seeds, prepare_data, run_logger
-from tasks.baselines import METHODS_BY_DESIGNER, BaselineConfig, baseline_metrics, run_baseline
+from tasks.prefect_tasks import oracle_in_batches
+from tasks.search.black_box import black_box_metrics, per_seed_budget, run_black_box
+from tasks.search.registry import BLACK_BOXES
 from tasks.tracking import Tracker
+
+#: The kind of search space of each CLI designer (:func:`tasks.search.base.designer_kind` of its class).
+DESIGNER_KINDS = {"molecule": "tokens", "car": "box"}
+
+
+def black_boxes_of(designer_name: str) -> tuple[str, ...]:
+    """The registered black boxes a designer supports, its default first."""
+    return tuple(BLACK_BOXES[DESIGNER_KINDS[designer_name]])
 
 
 class BaselineParameters(_Parameters):
     designer: DesignerParameters = DesignerParameters()
     data: DataParameters = DataParameters()
-    methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: the designer's: "
-                                            "random, tpe for molecules; cmaes, random for cars)")
-    budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget)")
-    max_edits: int = Field(3, ge=1, description="at most this many SELFIES token edits per proposal")
+    methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: every one the designer "
+                                            "supports: hill-climber, random, tpe for molecules; cmaes, random for "
+                                            "cars)")
+    budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget), "
+                        "shared out evenly; --calls-per-seed overrides it")
+    calls_per_seed: int | None = Field(None, ge=0, description="oracle calls per seed (default: --budget shared out "
+                                       "over the seeds)")
+    max_edits: int | None = Field(None, ge=1, description="molecules: at most this many SELFIES token edits per "
+                                  "proposal (default: each method's own: hill-climber 2, random and tpe 3)")
     seed: int = Field(0, description="random seed of the searches")
     experiment: str = "advdesign"
     tracking_uri: str | None = None
@@ -40,12 +60,12 @@ class BaselineParameters(_Parameters):
         if isinstance(values, dict) and values.get("methods") is None:
             designer = values.get("designer") or {}
             name = designer.get("name", "molecule") if isinstance(designer, dict) else designer.name
-            values = {**values, "methods": METHODS_BY_DESIGNER.get(name, ())}
+            values = {**values, "methods": black_boxes_of(name) if name in DESIGNER_KINDS else ()}
         return values
 
     @model_validator(mode="after")
     def _methods_of_the_designer(self) -> "BaselineParameters":
-        allowed = METHODS_BY_DESIGNER[self.designer.name]
+        allowed = black_boxes_of(self.designer.name)
         unknown = [m for m in self.methods if m not in allowed]
         if unknown or not self.methods:
             raise ValueError(f"unknown baseline {unknown[0] if unknown else '(none)'!r} for {self.designer.name}; "
@@ -60,8 +80,8 @@ def baselines(params: BaselineParameters = BaselineParameters()) -> dict[str, An
     logger = run_logger()
     tracker = Tracker(params.tracking_uri, params.experiment)
     designer = make_designer(params.designer.name, **params.designer.settings())
-    flat = {"budget": params.budget, "max_edits": params.max_edits, "seed": params.seed,
-            "methods": ",".join(params.methods),
+    flat = {"budget": params.budget, "calls_per_seed": params.calls_per_seed, "max_edits": params.max_edits,
+            "seed": params.seed, "methods": ",".join(params.methods),
             **{f"data.{k}": v for k, v in params.data.model_dump().items()},
             **{f"designer.{k}": v for k, v in params.designer.model_dump().items()}}
     parent = tracker.start_run(f"baselines-{designer.name}", params=flat,
@@ -70,31 +90,39 @@ def baselines(params: BaselineParameters = BaselineParameters()) -> dict[str, An
     try:
         data = prepare_data(designer, params.data)
         seeds = choose_seeds(designer, data, params.data)
-        config = BaselineConfig(max_edits=params.max_edits, seed=params.seed)
+        shares = per_seed_budget(len(seeds.designs), params.budget, params.calls_per_seed)
+        score = partial(oracle_in_batches, designer, batch_size=params.data.oracle_batch_size)
         results: dict[str, dict[str, Any]] = {}
         for method in params.methods:
-            logger.info("baseline %s: %d seeds, %d oracle calls", method, len(seeds.designs), params.budget)
+            logger.info("baseline %s: %d seeds, %d oracle calls", method, len(seeds.designs), sum(shares))
             with tracker.run(f"{designer.name}-{method}", parent_run_id=parent,
                              tags={"method": method, "designer": designer.name, "kind": "baseline"}) as child:
                 calls_before = designer.oracle_calls
-                method_started = time.perf_counter()
-                verified = run_baseline(method, designer, seeds.designs, seeds.scores, params.budget, config)
-                metrics = baseline_metrics(verified, seeds.scores, params.budget)
+                result = run_black_box(method, designer, seeds.designs, seeds.scores, shares, seed=params.seed,
+                                       max_edits=params.max_edits, score=score)
+                verified = result.table
+                metrics = black_box_metrics(result, seeds.scores, shares)
                 metrics["oracle_calls_counted_by_designer"] = designer.oracle_calls - calls_before
-                metrics["wall_seconds"] = round(time.perf_counter() - method_started, 2)
-                report = getattr(designer, "report", None)
-                if report is not None and len(verified):
-                    for name, values in report(list(verified["design"])).items():
+                metrics["wall_seconds"] = round(result.wall_seconds, 2)
+                if len(verified):
+                    for name, values in designer.report([designer.parse(k) for k in verified["design"]]).items():
                         verified[name] = values
                         metrics[f"designs_{name}_mean"] = float(np.nanmean(values))
-                tracker.log_params(child, {"method": method, "budget": params.budget, "max_edits": params.max_edits})
+                tracker.log_params(child, {"method": method, "budget": sum(shares),
+                                           "calls_per_seed": max(shares) if shares else 0,
+                                           "max_edits": params.max_edits})
                 tracker.log_metrics(child, metrics)
+                for summary in result.rounds:
+                    tracker.log_metrics(child, {k: summary[k] for k in ("best_improvement_mean",
+                                                                        "cumulative_oracle_calls")},
+                                        step=int(summary["round"]))
                 tracker.log_table(child, verified, "designs.json")
             results[method] = {**metrics, "run_id": child}
             tracker.log_metrics(parent, {f"{method}.{k}": v for k, v in metrics.items()})
         summary = {
             "designer": designer.name,
-            "budget": params.budget,
+            "budget": sum(shares),
+            "calls_per_seed": params.calls_per_seed if params.calls_per_seed is not None else max(shares),
             "oracle_calls": data.oracle_calls + sum(r["oracle_calls"] for r in results.values()),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "mlflow": {"tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent},

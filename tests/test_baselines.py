@@ -1,4 +1,5 @@
-"""Black-box baselines on the true oracle: budget, constraints, reproducibility; the flow and its MLflow runs."""
+"""Black-box baselines on the true oracle (tasks.search.black_box: a registered searcher run by the one budgeted
+driver): budget, constraints, reproducibility, metrics; the flow and its MLflow runs."""
 
 import json
 
@@ -9,8 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from designers import chem
 from designers.molecule import MoleculeDesigner
-from tasks.baselines import BaselineConfig, BudgetedOracle, BudgetExceeded, baseline_metrics, run_baseline
 from tasks.search.anytime import share_budget
+from tasks.search.black_box import black_box_metrics, per_seed_budget, run_black_box
+from tasks.search.driver import BudgetedOracle, BudgetExceeded
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +22,12 @@ def seeds():
     return designs, designer.oracle(designs).scores
 
 
-@pytest.mark.parametrize("method", ["random", "tpe"])
+@pytest.mark.parametrize("method", ["random", "tpe", "hill-climber"])
 def test_oracle_calls_never_exceed_the_budget_and_designs_satisfy_the_constraints(method, seeds):
     designs, scores = seeds
     designer = MoleculeDesigner(workers=1)
-    table = run_baseline(method, designer, designs, scores, budget=20, config=BaselineConfig(seed=3))
+    shares = per_seed_budget(3, budget=20)
+    table = run_black_box(method, designer, designs, scores, shares, seed=3).table
     assert designer.oracle_calls == len(table) <= 20
     assert len(table) == 20  # 3 seeds share 20 calls: 7 + 7 + 6, all used
     assert table.groupby("seed_index").size().tolist() == [7, 7, 6]
@@ -39,42 +42,51 @@ def test_oracle_calls_never_exceed_the_budget_and_designs_satisfy_the_constraint
 
 def test_random_search_is_reproducible_with_a_fixed_seed(seeds):
     designs, scores = seeds
-    first = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=5))
-    again = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=5))
-    other = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 12, BaselineConfig(seed=6))
-    pd.testing.assert_frame_equal(first, again)
-    assert baseline_metrics(first, scores, 12) == baseline_metrics(again, scores, 12)
-    assert list(first["design"]) != list(other["design"])
+    first = run_black_box("random", MoleculeDesigner(workers=1), designs, scores, 4, seed=5)
+    again = run_black_box("random", MoleculeDesigner(workers=1), designs, scores, 4, seed=5)
+    other = run_black_box("random", MoleculeDesigner(workers=1), designs, scores, 4, seed=6)
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert black_box_metrics(first, scores, 4) == black_box_metrics(again, scores, 4)
+    assert list(first.table["design"]) != list(other.table["design"])
 
 
-def test_metrics_follow_the_campaign_definitions(seeds):
+def test_metrics_follow_the_campaign_and_protocol_definitions(seeds):
     designs, scores = seeds
-    table = run_baseline("random", MoleculeDesigner(workers=1), designs, scores, 9, BaselineConfig(seed=1))
-    metrics = baseline_metrics(table, scores, 9, checkpoints=(1, 2, 100))
+    result = run_black_box("random", MoleculeDesigner(workers=1), designs, scores, 3, seed=1)
+    table = result.table
+    metrics = black_box_metrics(result, scores, 3, checkpoints=(1, 2, 100))
     gains = [table[table["seed_index"] == i]["true_score"].max() - scores[i] for i in range(3)]
     assert metrics["oracle_improvement_mean"] == pytest.approx(np.mean(gains))
+    assert metrics["improvement_mean"] == pytest.approx(np.mean(np.maximum(gains, 0)))
     assert metrics["success_rate"] == pytest.approx(np.mean([g > 0 for g in gains]))
-    assert metrics["oracle_calls"] == metrics["n_designs"] == 9
+    assert metrics["oracle_calls"] == metrics["n_designs"] == metrics["budget"] == 9
+    assert metrics["calls_per_seed"] == 3 and metrics["search_oracle_calls_per_seed_max"] == 3
     # checkpoints up to the per-seed budget (3 calls); 100 is beyond it
-    assert {"improvement_at_1", "improvement_at_2", "improvement_at_3"} <= set(metrics)
+    assert {"improvement_at_1", "improvement_at_2", "improvement_at_3", "oracle_improvement_at_3"} <= set(metrics)
     assert "improvement_at_100" not in metrics
-    assert metrics["improvement_at_3"] == pytest.approx(metrics["oracle_improvement_mean"])
+    assert metrics["oracle_improvement_at_3"] == pytest.approx(metrics["oracle_improvement_mean"])
+    assert metrics["improvement_at_3"] == pytest.approx(metrics["improvement_mean"])
     assert metrics["best_score_at_1"] <= metrics["best_score_at_2"] <= metrics["best_score_at_3"]
     first_calls = [table[(table["seed_index"] == i) & (table["call"] == 1)]["true_score"].item() for i in range(3)]
     assert metrics["best_score_at_1"] == pytest.approx(np.mean(np.maximum(first_calls, scores)))
+    assert metrics["checked"] == metrics["feasible"] + metrics["infeasible"]
+    assert metrics["constraint_satisfied_fraction"] == pytest.approx(metrics["feasible"] / metrics["checked"])
 
 
 def test_the_budgeted_oracle_refuses_the_call_beyond_the_budget():
     designer = MoleculeDesigner(workers=1)
-    oracle = BudgetedOracle(designer, budget=2)
-    oracle(["CCO"])
-    with pytest.raises(BudgetExceeded, match="2 oracle calls asked for, 1 of 2 left"):
-        oracle(["CCC", "CCN"])
-    assert designer.oracle_calls == oracle.used == 1
+    oracle = BudgetedOracle(designer.oracle, np.array([2]))
+    oracle(["CCO"], [0])
+    with pytest.raises(BudgetExceeded, match="seed 0: 2 oracle calls asked for, 1 of 2 left"):
+        oracle(["CCC", "CCN"], [0, 0])
+    assert designer.oracle_calls == oracle.used.sum() == 1
     assert share_budget(10, 4) == [3, 3, 2, 2] and sum(share_budget(1000, 7)) == 1000
+    assert per_seed_budget(4, budget=10) == [3, 3, 2, 2] and per_seed_budget(4, budget=10, calls_per_seed=6) == [6] * 4
+    with pytest.raises(ValueError):
+        per_seed_budget(2, budget=-1)
 
 
-def test_the_flow_runs_both_methods_on_the_campaign_seeds_and_logs_them(tmp_path, prefect_api):
+def test_the_flow_runs_every_method_on_the_campaign_seeds_and_logs_them(tmp_path, prefect_api):
     from advdesign.cli import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -83,22 +95,34 @@ def test_the_flow_runs_both_methods_on_the_campaign_seeds_and_logs_them(tmp_path
                  "--budget", "10", "--tracking-uri", uri, "--json", str(path)])
     assert code == 0
     summary = json.loads(path.read_text())
-    assert summary["budget"] == 10 and set(summary["methods"]) == {"random", "tpe"}
+    assert summary["budget"] == 10 and summary["calls_per_seed"] == 5
+    assert set(summary["methods"]) == {"hill-climber", "random", "tpe"}
     assert summary["oracle_calls"] == 90 + sum(r["oracle_calls"] for r in summary["methods"].values())
     for result in summary["methods"].values():
         assert result["n_seeds"] == 2
         assert result["oracle_calls"] == result["oracle_calls_counted_by_designer"] <= 10
         assert 0 <= result["success_rate"] <= 1
+        assert result["improvement_at_5"] == pytest.approx(result["improvement_mean"])
     client = MlflowClient(uri)
     parent = summary["mlflow"]["parent_run_id"]
     assert client.get_run(parent).info.status == "FINISHED"
     children = client.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
-    assert sorted(r.data.tags["method"] for r in children) == ["random", "tpe"]
+    assert sorted(r.data.tags["method"] for r in children) == ["hill-climber", "random", "tpe"]
     for child in children:
         assert child.data.metrics["oracle_calls"] <= 10
         table = pd.read_csv(client.download_artifacts(child.info.run_id, "designs.csv"))
         assert len(table) == child.data.metrics["oracle_calls"]
         assert (chem.tanimoto_similarity(list(table["design"]), list(table["seed"])) >= 0.4).all()
+
+
+def test_calls_per_seed_overrides_the_shared_budget():
+    from flows.baselines import BaselineParameters
+
+    params = BaselineParameters(calls_per_seed=7, methods=("tpe",))
+    assert params.calls_per_seed == 7 and params.methods == ("tpe",)
+    assert BaselineParameters().methods == ("hill-climber", "random", "tpe")
+    with pytest.raises(ValueError, match="unknown baseline 'cmaes' for molecule"):
+        BaselineParameters(methods=("cmaes",))
 
 
 def test_cma_es_finds_the_optimum_of_a_quadratic():
@@ -120,13 +144,14 @@ def test_car_baselines_stay_within_the_budget_and_the_feasible_set(method):
     seeds = designer.sample(2, np.random.default_rng(0))
     scores = designer.oracle(seeds).scores
     designer.oracle_calls = 0
-    table = run_baseline(method, designer, seeds, scores, budget=5, config=BaselineConfig(seed=3))
+    result = run_black_box(method, designer, seeds, scores, per_seed_budget(2, budget=5), seed=3)
+    table = result.table
     assert designer.oracle_calls == len(table) == 5 and table.groupby("seed_index").size().tolist() == [3, 2]
     assert table.groupby("seed_index")["call"].apply(list).tolist() == [[1, 2, 3], [1, 2]]
     designs = [designer.parse(k) for k in table["design"]]
     assert designer.constraints(designs, [seeds[i] for i in table["seed_index"]]).satisfied.all()
     assert (table["design"] != table["seed"]).all()
-    assert baseline_metrics(table, scores, 5)["oracle_calls"] == 5
+    assert black_box_metrics(result, scores, [3, 2])["oracle_calls"] == 5
 
 
 @pytest.mark.slow
