@@ -12,7 +12,7 @@ from typing import Any
 
 from advdesign import environment
 from advdesign.options import ArgumentParser, Command
-from advdesign.report import check_tracking, mlflow_line, number, report
+from advdesign.report import check_json_path, check_seeds, check_tracking, mlflow_line, number, report
 
 # --- presets: what each subcommand's parameters start from, before the flags --------------------------------
 
@@ -128,6 +128,7 @@ def task_runner(kind: str, address: str | None):
 
 def run_campaign(args: argparse.Namespace, params: Any) -> int:
     check_tracking(params.tracking_uri)
+    check_seeds(params)
     from flows.campaign import campaign
 
     summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(params)
@@ -147,6 +148,7 @@ def run_design(args: argparse.Namespace, params: Any) -> int:
     from tasks.tracking import check_model_exists
 
     check_model_exists(params.model_uri, params.tracking_uri)  # before Prefect starts anything
+    check_seeds(params)
     from flows.design_search import design_search
 
     report(design_search(params), args.json, lambda r: design_lines(r, params))
@@ -155,6 +157,7 @@ def run_design(args: argparse.Namespace, params: Any) -> int:
 
 def run_ui(args: argparse.Namespace, params: Any) -> int:
     uri = environment.tracking_uri(args.tracking_uri)
+    check_tracking(uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(args.port)]
     from tasks.tracking import local_artifact_root
@@ -173,8 +176,18 @@ def _campaign_options(parser: argparse.ArgumentParser) -> None:
                         help="scheduler address of a running Dask cluster [default: start a local one]")
 
 
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: a whole number in 1–65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: use 1–65535")
+    return port
+
+
 def _ui_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=5000, help="[default 5000]")
+    parser.add_argument("--port", type=port_number, default=5000, help="[default 5000]")
     parser.add_argument("--tracking-uri", metavar="URI", help="backend store URI [default: MLFLOW_TRACKING_URI or "
                         "the project's SQLite store]")
 
@@ -233,6 +246,14 @@ def quiet_warnings() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's first line; a first line that ends in a colon takes the next line with it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     quiet_warnings()
@@ -241,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Only the chosen subcommand's options: building the others would import their flows.
         args = build_parser(only=name if name in table else "").parse_args(argv)
+        check_json_path(getattr(args, "json", None))  # before any work, not after it
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc)
         print(f"advdesign {name if name in table else ''}: error: {message}".replace(" :", ":"), file=sys.stderr)
         return 2
 

@@ -62,6 +62,29 @@ def _run_errors_reported_by_us() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def check_inputs(params) -> None:
+    """The options that can be checked without running anything, each in one line naming it."""
+    from pathlib import Path
+
+    from advdesign.report import check_tracking
+
+    if params.model_uri and not params.test_set:
+        raise ValueError("--model needs --test-set NPZ (the inputs X and targets y to attack it on)")
+    if params.test_set and not params.model_uri:
+        raise ValueError("--test-set is read only with --model URI (the benchmark brings its own data)")
+    if params.test_set and not Path(params.test_set).is_file():
+        raise ValueError(f"--test-set {params.test_set}: file not found")
+    for name in ("torch_threads", "autoattack_steps", "square_queries"):
+        value = getattr(params, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: must be ≥ 1, got {value}")
+    check_tracking(params.tracking_uri)
+    if params.model_uri:
+        from tasks.tracking import check_model_exists
+
+        check_model_exists(params.model_uri, params.tracking_uri)
+
+
 def run(args: argparse.Namespace, params=None) -> int:
     """Run the flow; print one line per failure, never a traceback for a bad input."""
     from prefect.exceptions import ParameterTypeError
@@ -72,8 +95,9 @@ def run(args: argparse.Namespace, params=None) -> int:
 
     try:
         params = COMMAND.parameters(args) if params is None else params
+        check_inputs(params)  # before a flow run is even created: bad input costs nothing
         if params.eps is not None:
-            validate_eps(params.eps)  # before a flow run is even created: bad input costs nothing
+            validate_eps(params.eps)
         with _run_errors_reported_by_us():
             summary = robustness_evaluation(**params.model_dump())
     except (ValueError, TypeError, FileNotFoundError, TrackingUnavailable, ParameterTypeError) as exc:

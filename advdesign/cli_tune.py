@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from advdesign.options import Command, UsageError, flag, given
-from advdesign.report import check_tracking, mlflow_line, report
+from advdesign.report import check_seeds, check_tracking, mlflow_line, report
 
 
 def _tune_model():
@@ -52,6 +52,12 @@ def run_tune(args: argparse.Namespace, params: Any) -> int:
         raise UsageError(f"{design_flags[0]} sets the design stage of --metric {' or '.join(DESIGN_OBJECTIVES)}; "
                          f"--metric {params.objective} designs nothing")
     check_tracking(params.tracking_uri)
+    if params.objective in DESIGN_OBJECTIVES:
+        check_seeds(params)
+    if params.storage:
+        from tasks.tracking import check_database_url
+
+        check_database_url(params.storage, "--storage (Optuna)")
     import flows.tune
 
     summary = flows.tune.tune(params)
@@ -72,6 +78,7 @@ def tune_lines(summary: dict[str, Any]) -> list[str]:
 
 def run_baselines(args: argparse.Namespace, params: Any) -> int:
     check_tracking(params.tracking_uri)
+    check_seeds(params)
     from flows.baselines import baselines
 
     report(baselines(params), args.json, baselines_lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -135,9 +137,53 @@ class DataParameters(_Parameters):
     @field_validator("seeds_file")
     @classmethod
     def _readable(cls, path: str | None) -> str | None:
-        if path is not None and not Path(path).is_file():
-            raise ValueError(f"seeds file {path} not found")
+        if path is not None:
+            check_seeds_file(path)
         return path
+
+
+#: Seed files already warned about (a parameter model is validated more than once per run: CLI, flow).
+_WARNED_SEED_FILES: set[tuple[str, float]] = set()
+
+
+def check_seeds_file(path: str) -> None:
+    """A seed file fails in one line naming it, before any labelling: missing, a folder, unreadable, binary or
+    not UTF-8 (its bytes are never echoed), or without a single design line. Duplicate lines are warned about
+    (each seed is designed from once: the duplicates only repeat work)."""
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"seeds file {path} not found")
+    if not file.is_file():
+        raise ValueError(f"seeds file {path} is not a file")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"seeds file {path} cannot be read: {exc.strerror or exc}") from None
+    if b"\0" in raw:
+        raise ValueError(f"seeds file {path} is binary, not text with one design per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"seeds file {path}:{line}: not UTF-8 text (byte {exc.start})") from None
+    first_seen: dict[str, int] = {}
+    duplicates: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        design = line.strip()
+        if not design or design.startswith("#"):
+            continue
+        if design in first_seen:
+            duplicates.append(f"line {number} repeats line {first_seen[design]}")
+        else:
+            first_seen[design] = number
+    if not first_seen:
+        raise ValueError(f"seeds file {path} has no usable seed: no design lines (one per line; # starts a comment)")
+    key = (str(file.resolve()), file.stat().st_mtime)
+    if duplicates and key not in _WARNED_SEED_FILES:
+        _WARNED_SEED_FILES.add(key)
+        logging.getLogger("advdesign").warning(
+            "seeds file %s: %d duplicate line%s (%s%s)", path, len(duplicates), "s" * (len(duplicates) > 1),
+            "; ".join(duplicates[:3]), "; …" if len(duplicates) > 3 else "")
 
 
 class SurrogateParameters(_Parameters):
@@ -152,6 +198,30 @@ class SurrogateParameters(_Parameters):
     vat_weight: float = Field(1.0, ge=0, description="weight of VAT's smoothness term in the loss")
     trades_beta: float = Field(6.0, ge=0, description="TRADES: weight β of the robustness term (0 = plain training)")
     coms_limit: float = Field(0.5, description="COMs: over-estimation limit τ on the ascent's points (target std units)")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, hidden: tuple[int, ...]) -> tuple[int, ...]:
+        if any(width < 1 for width in hidden):
+            raise ValueError(f"every hidden-layer size must be ≥ 1, got {','.join(map(str, hidden))}")
+        return hidden
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_inside_the_box(cls, eps: float) -> float:
+        # Designs are encoded in [0, 1] (a molecule's one-hot, a car's 12 normalised numbers): an L∞ radius of 1
+        # already reaches every corner of the box, so a larger one is a mistake (1e9, inf), not a stronger defense.
+        if not eps <= 1:
+            raise ValueError(f"{eps} is not an L∞ radius in the design box [0, 1]; use a value in [0, 1] "
+                             "(the defaults: 0.1 molecules, 0.05 cars)")
+        return eps
+
+    @field_validator("vat_eps", "vat_weight", "trades_beta", "coms_limit", "lr", "weight_decay")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        return value
 
 
 class SearchParameters(_Parameters):
@@ -182,6 +252,22 @@ class SearchParameters(_Parameters):
                                "the scores' spread)")
     max_edits: int = Field(3, ge=1, description="loop: at most this many token edits combined into one candidate")
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
+
+    @field_validator("eps")
+    @classmethod
+    def _implausible_ball(cls, eps: float | None) -> float | None:
+        if eps is not None and eps >= 1:
+            # Encodings live in [0, 1]: an L∞ ball of radius ≥ 1 holds the whole box, i.e. no ball at all.
+            logging.getLogger("advdesign").warning(
+                "search eps %g ≥ 1 holds the whole design box [0, 1]: the search is unconstrained (as with none)", eps)
+        return eps
+
+    @field_validator("step_size", "beta", "temperature")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        return value
 
 
 #: Named starting points of a campaign: ``full`` is a real run, ``quick`` a few minutes on 2 cores (:data:`QUICK`).

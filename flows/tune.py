@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import optuna
 from prefect import flow
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from advdesign.environment import PROJECT_ROOT, tracking_uri as default_tracking_uri
 from designers import make_designer
@@ -103,21 +103,37 @@ QUICK_TRIALS = 8
 
 
 class TuneParameters(_Parameters):
-    designer: DesignerParameters = DesignerParameters()
-    data: DataParameters = DataParameters()
+    designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
+    data: DataParameters = Field(DataParameters(), description="the labelled data every trial trains on")
     surrogate: SurrogateParameters = Field(SurrogateParameters(), description="settings not tuned (epochs, batch)")
     search: SearchParameters = Field(SearchParameters(), description="the design stage of the design objectives "
                                      "(transfer_rate, oracle_improvement_mean; its budget: oracle calls per trial)")
-    defenses: tuple[DefenseName, ...] = ("none", "fgsm", "vat")
+    defenses: tuple[DefenseName, ...] = Field(("none", "fgsm", "vat"), description="surrogate defenses the study "
+                                              "chooses from (a categorical parameter)")
     widths: tuple[str, ...] | None = Field(None, description="hidden-layer sizes to choose from, e.g. '128,64' "
                                            "(default: the designer's search space)")
     n_trials: int = Field(20, ge=1, description="trials added by this run")
     study_name: str | None = Field(None, description="Optuna study (default: advdesign-<designer>-<objective>)")
     storage: str | None = Field(None, description="Optuna storage URL (default: optuna.db beside the MLflow store)")
-    objective: Objective = "validation_mae"
-    seed: int = 0
-    experiment: str = "advdesign"
-    tracking_uri: str | None = None
+    objective: Objective = Field("validation_mae", description="what the study optimises: the surrogate's "
+                                 "validation error (minimised) or its designs' transfer rate / true improvement "
+                                 "(maximised; each trial designs and verifies on the oracle)")
+    seed: int = Field(0, description="seed of the TPE sampler")
+    experiment: str = Field("advdesign", description="MLflow experiment name")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the "
+                                     "project's SQLite store)")
+
+    @field_validator("widths")
+    @classmethod
+    def _widths_are_layer_sizes(cls, widths: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for width in widths or ():
+            try:
+                sizes = hidden_sizes(width)
+            except ValueError:
+                sizes = ()
+            if not sizes or any(size < 1 for size in sizes):
+                raise ValueError(f"{width!r} is not a list of hidden-layer sizes ≥ 1 (e.g. '128,64')")
+        return widths
 
     @model_validator(mode="before")
     @classmethod

@@ -55,20 +55,72 @@ class TrackingUnavailable(RuntimeError):
     """The tracking store cannot be reached or written; raised before any work starts."""
 
 
+#: The pip package that provides each SQLAlchemy database driver MLflow (or Optuna) may be pointed at.
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "pymysql": "pymysql", "mysqldb": "mysqlclient", "pyodbc": "pyodbc",
+                   "pymssql": "pymssql"}
+#: Database schemes a store URL may use (SQLAlchemy's, optionally ``+driver``), and their default ports.
+DATABASE_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def check_database_url(url: str, what: str = "MLflow tracking store", timeout_s: float = 5.0) -> None:
+    """A SQLAlchemy database URL (``sqlite:///…``, ``postgresql[+driver]://…``, ``mysql…``, ``mssql…``) in one
+    line before any work: its folder exists and is writable (SQLite), its driver is installed (the error names the
+    pip package) and its host accepts a connection (a TCP connect with ``timeout_s``, no retries)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "sqlite":
+        path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        if path is None or not str(path) or str(path) == ":memory:":
+            return
+        if not path.parent.is_dir():
+            raise TrackingUnavailable(f"{what} {url}: folder {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise TrackingUnavailable(f"{what} {url}: {path if path.exists() else path.parent} is not writable")
+        return
+    dialect = scheme.split("+", 1)[0]
+    if dialect not in DATABASE_PORTS:
+        raise TrackingUnavailable(f"{what} {url!r}: unsupported scheme {scheme or '(none)'!r}; use sqlite:///PATH, "
+                                  "http(s)://HOST or postgresql://USER@HOST/DB")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        dialect_class = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise TrackingUnavailable(f"{what} {url!r}: {_first_line(exc)}") from None
+    try:
+        dialect_class.import_dbapi()
+    except ImportError as exc:
+        module = (getattr(exc, "name", None) or dialect_class.driver or "").split(".")[0]
+        package = DRIVER_PACKAGES.get(module.lower(), module)
+        raise TrackingUnavailable(f"{what} {parsed.render_as_string(hide_password=True)}: the database driver "
+                                  f"{module!r} is not installed (pip install '{package}')") from None
+    host, port = parsed.host or "localhost", parsed.port or DATABASE_PORTS[dialect]
+    if parsed.query.get("host") or host.startswith("/"):  # a Unix socket: the driver will say
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise TrackingUnavailable(f"{what} {parsed.render_as_string(hide_password=True)}: database server "
+                                  f"{host}:{port} is unreachable ({exc.strerror or exc})") from None
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, in one line, when ``uri`` cannot be used."""
+    """Fail fast, in one line, when ``uri`` cannot be used: a server that does not answer, a SQLite folder that
+    is missing or read-only, a database URL without its driver or its server, a scheme MLflow does not take."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable: {exc}") from None
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise TrackingUnavailable(f"MLflow tracking store {uri}: folder {folder} does not exist")
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingUnavailable(f"MLflow tracking URI {uri!r}: use sqlite:///PATH or http(s)://HOST (the file store is retired)")
+    elif uri.startswith(("databricks", "uc:")):
+        return
+    else:
+        check_database_url(uri, timeout_s=timeout_s)
 
 
 def local_artifact_root(uri: str) -> str | None:
@@ -84,8 +136,11 @@ def _finite(value: float) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The exception's first line (one that ends in a colon takes the next line with it)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 # -- the store: its schema created or migrated once, under a file lock ---------------------------------------------
