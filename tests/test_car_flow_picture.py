@@ -239,3 +239,17 @@ def test_render_draws_a_campaigns_best_designs_beside_their_seeds(source, logged
     assert image.shape[0] > 400 and image.shape[1] > 1000  # two rows, seed beside design
     code, _, err = _render([*given, "--defenses", "vat,pgd", "--output", str(png)], capsys)
     assert code == 2 and "no defense 'pgd'" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_campaigns_flow_artifact_draws_the_first_pairs_only(tmp_path):
+    from designers.car_flow_picture import flow_picture_artifact
+
+    designer = CarDesigner(resolution=SMOKE)
+    keys = [designer.key(CarBlueprint(length, 1.8, 0.15, SALOON.heights_m)) for length in (4.3, 4.5, 4.7, 4.9)]
+    two = flow_picture_artifact(designer, keys, keys[::-1], tmp_path / "deep" / "two.png", ["a", "b", "c", "d"],
+                                max_pairs=2)
+    one = flow_picture_artifact(designer, keys, keys[::-1], tmp_path / "one.png", max_pairs=1)
+    assert two == tmp_path / "deep" / "two.png" and designer.oracle_calls == 0
+    assert 1.6 < read_png(two).shape[0] / read_png(one).shape[0] < 2.4  # two rows against one
+    with pytest.raises(ValueError, match="4 seeds but 3 designs"):
+        flow_picture_artifact(designer, keys, keys[:3], tmp_path / "x.png")
