@@ -39,8 +39,9 @@ def black_boxes_of(designer_name: str) -> tuple[str, ...]:
 
 
 class BaselineParameters(_Parameters):
-    designer: DesignerParameters = DesignerParameters()
-    data: DataParameters = DataParameters()
+    designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
+    data: DataParameters = Field(DataParameters(), description="the seeds: a seeds file, or the lowest-scoring "
+                                 "designs of the labelled pool")
     methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: every one the designer "
                                             "supports: hill-climber, random, tpe for molecules; cmaes, random for "
                                             "cars)")
@@ -51,8 +52,9 @@ class BaselineParameters(_Parameters):
     max_edits: int | None = Field(None, ge=1, description="molecules: at most this many SELFIES token edits per "
                                   "proposal (default: each method's own: hill-climber 2, random and tpe 3)")
     seed: int = Field(0, description="random seed of the searches")
-    experiment: str = "advdesign"
-    tracking_uri: str | None = None
+    experiment: str = Field("advdesign", description="MLflow experiment name")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the "
+                                     "project's SQLite store)")
 
     @model_validator(mode="before")
     @classmethod

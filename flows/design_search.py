@@ -17,12 +17,15 @@ class DesignParameters(_Parameters):
     model_uri: str = Field(..., description="an MLflow model URI, e.g. models:/advdesign-molecule-surrogate@fgsm or "
                            "a version, models:/advdesign-molecule-surrogate/3 (an alias is resolved once, at the "
                            "start)")
-    designer: DesignerParameters = DesignerParameters()
-    data: DataParameters = DataParameters()
-    search: SearchParameters = SearchParameters()
-    experiment: str = "advdesign"
-    tracking_uri: str | None = None
-    parent_run_id: str | None = None
+    designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints "
+                                         "(must be the one the model was trained for)")
+    data: DataParameters = Field(DataParameters(), description="the seeds: a seeds file, or the lowest-scoring "
+                                 "designs of the labelled pool")
+    search: SearchParameters = Field(SearchParameters(), description="design search and oracle verification")
+    experiment: str = Field("advdesign", description="MLflow experiment name")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the "
+                                     "project's SQLite store)")
+    parent_run_id: str | None = Field(None, description="nest the MLflow run under this run")
 
 
 @flow(name="design-search", log_prints=True)

@@ -16,12 +16,13 @@ from tasks.training import DEFENSES
 
 
 class TrainParameters(_Parameters):
-    designer: DesignerParameters = DesignerParameters()
-    data: DataParameters = DataParameters()
-    surrogate: SurrogateParameters = SurrogateParameters()
-    defense: DefenseName = Field("fgsm", description=f"one of {', '.join(DEFENSES)}")
-    experiment: str = "advdesign"
-    tracking_uri: str | None = None
+    designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
+    data: DataParameters = Field(DataParameters(), description="the labelled (and, for VAT, unlabelled) data")
+    surrogate: SurrogateParameters = Field(SurrogateParameters(), description="surrogate training")
+    defense: DefenseName = Field("fgsm", description=f"how the surrogate is made robust: one of {', '.join(DEFENSES)}")
+    experiment: str = Field("advdesign", description="MLflow experiment name")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the "
+                                     "project's SQLite store)")
     parent_run_id: str | None = Field(None, description="nest the MLflow run under this run")
     publish: bool = Field(False, description="point the registered model's alias named after the defense at this "
                           "version (off: the version is registered, what loads by alias is unchanged)")
