@@ -56,13 +56,15 @@ class DesignerParameters(_Parameters):
                                            "contain, e.g. '[N+](=O)[O-] C(=O)Cl'")
     # Cars (designers/car.py; docs/car-oracle.md). The flow is 2-D: a model of a car, not a wind tunnel.
     resolution: Literal["coarse", "fine", "finest", "smoke"] = Field(
-        "coarse", description="car flow lattice: coarse 8 cells/m (~0.8 s a blueprint compiled; ranks like fine at "
-        "Spearman 0.91), fine 16, finest 24; smoke (4, short run) for plumbing tests only")
+        "coarse", description="car flow lattice: coarse 8 cells/m (~0.14 s a blueprint, numba kernel, one thread; "
+        "ranks like fine at Spearman 0.91), fine 16, finest 24; smoke (4, short run) for plumbing tests only")
     engine_power_kw: float = Field(110.0, gt=0, description="car class rule: engine power every design shares (kW)")
-    compile: bool = Field(True, description="car: torch.compile the flow step (3x faster after a 20-50 s compile "
-                          "per lattice shape and process)")
-    threads: int | None = Field(1, ge=1, description="car: torch threads per flow; 1 because two threads ran 9x "
-                                "slower on a loaded 2-core machine (None: torch's default)")
+    compile: bool = Field(True, description="car, torch step only (the CUDA path): torch.compile it (3x faster "
+                          "after a 20-50 s compile per lattice shape and process); the CPU's numba kernel is compiled "
+                          "once and cached on disk")
+    threads: int | None = Field(1, ge=1, description="car: blueprints the numba kernel simulates at once (torch "
+                                "threads for the torch step); 1 because a campaign scores several oracle batches at "
+                                "once (None: all cores)")
     max_change_from_seed_m: float | None = Field(None, gt=0, description="car: largest station-height change from "
                                                  "the seed (m)")
 
@@ -338,7 +340,7 @@ class CampaignParameters(_Parameters):
 
 
 #: Per-designer defaults of a real run, applied under whatever the caller sets (see ``_designer_defaults``).
-#: Cars: a blueprint costs ~0.8 s on the coarse lattice (compiled, 1 thread), so a real run labels 1,000, not
+#: Cars: a blueprint cost ~0.8 s (coarse, compiled torch, 1 thread; numba now 0.14 s), so a real run labels 1,000, not
 #: 30,000; 12 inputs and ~1,000 points want a longer, smaller-batch training. Radii: FGSM ε = 0.05 in L∞ is 5 % of
 #: each parameter's range (~7 cm of length, ~8 cm of a station height), an L2 norm of up to 0.17 over 12 numbers;
 #: VAT's ε = 0.15 in L2 matches it (the molecule's 1.0 spreads over 1,485 one-hot entries). The search step
