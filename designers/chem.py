@@ -8,6 +8,8 @@ SA and the Lipinski pass rate.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import multiprocessing
 import os
@@ -28,7 +30,10 @@ ORACLE_EXTRAS = ("logp", "sa", "ring_penalty", "mol_weight", "lipinski")
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def canonical_smiles(smiles: str) -> str | None:
+    """RDKit's canonical SMILES, or ``None`` for an unparsable or empty molecule (memoised: a search asks for the
+    same molecules' keys again and again)."""
     mol = Chem.MolFromSmiles(smiles) if smiles else None
     return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() > 0 else None
 

@@ -16,14 +16,18 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from designers import make_designer
+from flows.loop import loop_and_log
 from flows.parameters import CampaignParameters
 from flows.stages import (DesignData, Seeds, run_logger, add_verified_designs, choose_seeds, design_and_log,
                           prepare_data, train_and_log)
+from tasks.search.anytime_plot import anytime_figure, plt
 from tasks.tracking import Tracker, applicable_params
 from tasks.training import TrainingDiverged
 
 COMPARED = ("n_seeds", "n_designs", "valid_fraction", "constraint_satisfied_fraction", "success_rate",
             "transfer_rate", "oracle_improvement_mean", "predicted_improvement_mean")
+#: The design loop's protocol numbers, shown beside :data:`COMPARED` when the loop ran.
+PROTOCOL = ("improvement_std", "search_oracle_calls_per_seed_mean", "search_oracle_calls_per_seed_max")
 
 
 def flat_params(params: CampaignParameters) -> dict[str, Any]:
@@ -41,13 +45,16 @@ def flat_params(params: CampaignParameters) -> dict[str, Any]:
 
 
 def comparison_markdown(summary: dict[str, Any]) -> str:
-    header = "| defense | " + " | ".join(COMPARED) + " | validation_r2 |"
-    lines = [f"# Campaign: {summary['designer']}", "", header, "|" + "---|" * (len(COMPARED) + 2)]
+    ran = [r for r in summary["defenses"].values() if "error" not in r]
+    columns = COMPARED + tuple(k for k in PROTOCOL if ran and all(k in r for r in ran))
+    header = "| defense | " + " | ".join(columns) + " | validation_r2 |"
+    lines = [f"# Campaign: {summary['designer']} ({summary.get('search', 'one-shot')})", "", header,
+             "|" + "---|" * (len(columns) + 2)]
     for defense, result in summary["defenses"].items():
         if "error" in result:
             lines.append(f"| {defense} | failed: {result['error']} |")
             continue
-        cells = [f"{result[k]:.3f}" if isinstance(result[k], float) else str(result[k]) for k in COMPARED]
+        cells = [f"{result[k]:.3f}" if isinstance(result[k], float) else str(result[k]) for k in columns]
         lines.append(f"| {defense} | " + " | ".join(cells) + f" | {result.get('validation_r2', float('nan')):.3f} |")
     lines += ["", f"Oracle calls: {summary['oracle_calls']}. MLflow parent run: `{summary['mlflow']['parent_run_id']}`.",
               "Only the oracle's scores count; the gap between predicted and true improvement tells an adversarial",
@@ -98,6 +105,16 @@ def _design_rounds(tracker: Tracker, run_id: str, designer, data: DesignData, se
     return result
 
 
+def _log_anytime(tracker: Tracker, run_id: str, designer: str, results: dict[str, dict[str, Any]]) -> None:
+    """Every defense's anytime curve on one axis (the loop's runs only; one-shot has no curve)."""
+    curves = {d: {int(c): v for c, v in r["anytime"].items()} for d, r in results.items() if "anytime" in r}
+    if not curves:
+        return
+    figure = anytime_figure(curves, f"{designer}: design loop, best true improvement per oracle call")
+    tracker.log_figure(run_id, figure, "anytime.png")
+    plt.close(figure)
+
+
 @flow(name="campaign", log_prints=True)
 def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any]:
     """Run the campaign and return its summary (the ``--json`` document)."""
@@ -118,17 +135,23 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
             try:
                 with tracker.run(f"{designer.name}-{defense}", parent_run_id=parent,
                                  tags={"defense": defense, "designer": designer.name}) as child:
-                    result = _design_rounds(tracker, child, designer, data, seeds, defense, params)
+                    if params.search.strategy == "loop":
+                        result, _ = loop_and_log(tracker, child, designer, data, seeds, defense, params)
+                    else:
+                        result = _design_rounds(tracker, child, designer, data, seeds, defense, params)
             except TrainingDiverged as exc:
                 logger.error("defense %s failed: %s", defense, exc)
                 results[defense] = {"error": str(exc)}
                 continue
             oracle_calls += int(result["oracle_calls"])
             results[defense] = {**result, "run_id": child}
-            tracker.log_metrics(parent, {f"{defense}.{k}": v for k, v in result.items() if not isinstance(v, (str, list))})
+            tracker.log_metrics(parent, {f"{defense}.{k}": v for k, v in result.items()
+                                         if isinstance(v, (int, float))})
         summary = {
             "designer": designer.name,
+            "search": params.search.strategy,
             "oracle_calls": oracle_calls,
+            "labelling_oracle_calls": data.oracle_calls,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "mlflow": {"tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent},
             "seed_errors": seeds.errors,
@@ -136,6 +159,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
         }
         tracker.log_metrics(parent, {"oracle_calls": oracle_calls, "wall_seconds": summary["wall_seconds"]})
         tracker.log_dict(parent, summary, "campaign.json")
+        _log_anytime(tracker, parent, designer.name, results)
         create_markdown_artifact(comparison_markdown(summary), key=f"campaign-{designer.name}",
                                  description="surrogate defenses compared on the true oracle")
         failed = any("error" in r for r in results.values())

@@ -353,7 +353,8 @@ DESIGNER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"n_labelled": 1_000, "n_unlabelled": 1_000, "n_seed_pool": 200, "n_seeds": 50,
                  "oracle_batch_size": 32},
         "surrogate": {"hidden": (128, 128), "epochs": 200, "batch_size": 64, "eps": 0.05, "vat_eps": 0.15},
-        "search": {"method": "l2", "steps": 60, "step_size": 0.05, "top_k": 3, "budget": 150},
+        "search": {"method": "l2", "steps": 60, "step_size": 0.05, "top_k": 3, "budget": 150, "calls_per_seed": 30,
+                   "batch_per_seed": 3, "proposals_per_incumbent": 128},
     },
 }
 
@@ -364,11 +365,12 @@ QUICK: dict[str, dict[str, Any]] = {
         "data": DataParameters(n_labelled=3_000, n_unlabelled=2_000, n_seed_pool=600, n_seeds=40,
                                oracle_batch_size=1_000),
         "surrogate": SurrogateParameters(epochs=20),
-        "search": SearchParameters(steps=100, top_k=5, budget=200),
+        "search": SearchParameters(steps=100, top_k=5, budget=200, calls_per_seed=20, ensemble_size=2),
     },
     "car": {
         "data": {"n_labelled": 192, "n_unlabelled": 256, "n_seed_pool": 64, "n_seeds": 16, "oracle_batch_size": 32},
         "surrogate": {"epochs": 150},
-        "search": {"steps": 40, "top_k": 2, "budget": 32},
+        "search": {"steps": 40, "top_k": 2, "budget": 32, "calls_per_seed": 4, "batch_per_seed": 2,
+                   "ensemble_size": 2, "proposals_per_incumbent": 64},
     },
 }

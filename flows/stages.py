@@ -131,9 +131,15 @@ def design_and_log(
             metrics[f"designs_{name}_mean"] = float(np.nanmean(candidates[name].to_numpy(dtype=float)))
     tracker.log_metrics(run_id, metrics)
     tracker.log_table(run_id, candidates, "designs.json")
-    _log_best_pictures(tracker, run_id, designer, candidates, seeds)
-    _log_predicted_vs_true(tracker, run_id, candidates)
+    log_design_pictures(tracker, run_id, designer, candidates, seeds)
     return metrics, candidates
+
+
+def log_design_pictures(tracker: Tracker, run_id: str, designer: Designer, verified: pd.DataFrame,
+                        seeds: Seeds) -> None:
+    """The verified designs' pictures: the best design per seed beside its seed, predicted against true score."""
+    _log_best_pictures(tracker, run_id, designer, verified, seeds)
+    _log_predicted_vs_true(tracker, run_id, verified)
 
 
 def _log_predicted_vs_true(tracker: Tracker, run_id: str, candidates: pd.DataFrame) -> None:

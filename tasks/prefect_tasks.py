@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from designers.base import Designer, OracleResult
+from tasks.ensemble import Ensemble, train_ensemble
 from tasks.pure_stages import data_fingerprint, train_surrogate  # noqa: F401  (data_fingerprint: re-exported)
 from tasks.surrogate import Surrogate
 from tasks.training import TrainingConfig, TrainingHistory
@@ -100,3 +101,33 @@ def train_surrogate_task(
     """Train one surrogate (:func:`tasks.pure_stages.train_surrogate`); cached on the data's fingerprint and the
     configuration."""
     return train_surrogate(input_shape, hidden, config, x_train, y_train, x_val, y_val, x_unlabelled, lower, upper)
+
+
+def _train_ensemble_run_name(parameters: dict[str, Any]) -> str:
+    """``train ensemble of 4 fgsm``."""
+    return f"train ensemble of {parameters['size']} {parameters['defense_name']}"
+
+
+@task(
+    name="train-ensemble",
+    cache_policy=(INPUTS - "x_train" - "y_train" - "x_val" - "y_val" - "x_unlabelled") + TASK_SOURCE,
+    task_run_name=_train_ensemble_run_name,
+)
+def train_ensemble_task(
+    data_id: str,
+    defense_name: str,
+    size: int,
+    input_shape: tuple[int, ...],
+    hidden: tuple[int, ...],
+    config: TrainingConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    x_unlabelled: torch.Tensor | None,
+    lower: float | torch.Tensor = 0.0,
+    upper: float | torch.Tensor = 1.0,
+) -> tuple[Ensemble, list[TrainingHistory]]:
+    """Train the design loop's ensemble (:func:`tasks.ensemble.train_ensemble`); cached like the surrogate."""
+    return train_ensemble(input_shape, hidden, config, size, x_train, y_train, x_val, y_val, x_unlabelled,
+                          lower, upper)

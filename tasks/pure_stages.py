@@ -163,7 +163,9 @@ def choose_seeds(designer: Designer, data: DesignData | None, params: Any, label
     return Seeds([data.pool[i] for i in order], data.pool_scores[order])
 
 
-def regression_metrics(model: Surrogate, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+def regression_metrics(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor
+                       ) -> dict[str, float]:
+    """Validation R² and MAE of ``model``'s predictions (a surrogate, or an ensemble's mean)."""
     with torch.no_grad():
         prediction = torch.cat([model(x[i : i + 2048]) for i in range(0, len(x), 2048)]) if len(x) else x[:0, 0]
     residual = prediction - y

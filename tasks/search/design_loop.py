@@ -48,8 +48,10 @@ class LoopConfig:
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
     spares: int = 4
+    #: Candidates per seed checked against the constraints, as a multiple of ``batch_per_seed * spares``.
+    check_pool: int = 6
     #: Fine-tuning replays this many original training points beside the verified designs (no forgetting).
-    replay: int = 2048
+    replay: int = 1024
     #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
     radius: tuple[float, float, float] = (0.1, 0.01, 0.4)
     seed: int = 0
@@ -71,6 +73,8 @@ class DesignLoop(Searcher):
         self.generator = torch.Generator().manual_seed(config.seed)
         self.radius: torch.Tensor | None = None
         self._rows: dict[str, torch.Tensor] = {}
+        self._infeasible: set[tuple[int, str]] = set()
+        self._decoded: dict[bytes, Any] = {}
 
     # -- ask ----------------------------------------------------------------------------------------------------
     def ask(self, state: SearchState) -> list[Proposal]:
@@ -91,7 +95,7 @@ class DesignLoop(Searcher):
                 self.radius = torch.full((len(state.seeds),), self.config.radius[0])
             points, seed_of, acquisition, mean = self._box_candidates(state.designer, incumbents, torch.tensor(owner))
             rows = points
-        return self._best_per_seed(state.designer, rows, seed_of, acquisition, mean)
+        return self._best_per_seed(state, rows, seed_of, acquisition, mean)
 
     def _token_candidates(self, designer: Any, incumbents: Sequence[Any], owner: torch.Tensor):
         rows = self._token_rows(designer, incumbents)
@@ -172,23 +176,57 @@ class DesignLoop(Searcher):
             predictions = self.ensemble(x)
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
 
-    def _best_per_seed(self, designer: Any, candidates: torch.Tensor, seed_of: torch.Tensor,
+    def _best_per_seed(self, state: SearchState, candidates: torch.Tensor, seed_of: torch.Tensor,
                        acquisition: torch.Tensor, mean: torch.Tensor) -> list[Proposal]:
+        """Per seed, the best-acquisition candidates that satisfy the constraints and are new, best first.
+
+        The constraints that need no oracle are checked here on ``check_pool`` times more candidates than are
+        handed over (the driver checks again; the designs it rejects as infeasible are remembered and never
+        checked twice), so a seed whose best-scoring edits are too dissimilar still gets a full batch of feasible
+        ones: on molecules at δ = 0.4 nine in ten of the best-ranked edits fall below the similarity bound.
+        """
+        designer = state.designer
         keep = self.config.batch_per_seed * self.config.spares
         order = torch.argsort(acquisition, descending=True)
         order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
         rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
-        chosen = order[rank < keep]
-        points = candidates[chosen]
-        decoded = designer.decode(designer.one_hot(points) if points.dtype == torch.long else points)
+        chosen = order[rank < keep * self.config.check_pool]
+        decoded = self._decode(designer, candidates[chosen])
+        owners, predicted = seed_of[chosen].tolist(), mean[chosen].tolist()
+        keys = [designer.key(d) for d in decoded]
+        fresh, seen = [], set()
+        for j, (key, seed) in enumerate(zip(keys, owners)):
+            if key and key != state.seed_keys[seed] and key not in state.scores[seed] \
+                    and (seed, key) not in self._infeasible and (seed, key) not in seen:
+                seen.add((seed, key))
+                fresh.append(j)
+        if fresh:
+            report = designer.constraints([decoded[j] for j in fresh], [state.seeds[owners[j]] for j in fresh])
+            for j, ok in zip(fresh, report.satisfied):
+                if not ok:
+                    self._infeasible.add((owners[j], keys[j]))
+            fresh = [j for j, ok in zip(fresh, report.satisfied) if ok]
         proposals: dict[int, Proposal] = {}
-        for design, seed, predicted in zip(decoded, seed_of[chosen].tolist(), mean[chosen].tolist()):
-            p = proposals.setdefault(seed, Proposal(seed, [], []))
-            p.designs.append(design)
-            p.predicted.append(predicted)
+        for j in fresh:
+            p = proposals.setdefault(owners[j], Proposal(owners[j], [], []))
+            if len(p.designs) < keep:
+                p.designs.append(decoded[j])
+                p.predicted.append(predicted[j])
         for p in proposals.values():
             p.predicted = np.asarray(p.predicted, dtype=float)
         return list(proposals.values())
+
+    def _decode(self, designer: Any, points: torch.Tensor) -> list[Any]:
+        """Designs of candidate rows; token rows are decoded once and remembered (the same edits of the same
+        incumbents come back round after round, and SELFIES decoding is the round's largest cost)."""
+        if points.dtype != torch.long:
+            return designer.decode(points)
+        raw = [row.tobytes() for row in points.numpy()]
+        missing = [j for j, r in enumerate(raw) if r not in self._decoded]
+        if missing:
+            for j, design in zip(missing, designer.decode(designer.one_hot(points[missing]))):
+                self._decoded[raw[j]] = design
+        return [self._decoded[r] for r in raw]
 
     # -- tell ---------------------------------------------------------------------------------------------------
     def tell(self, state: SearchState, told: Sequence[Told]) -> None:
@@ -199,35 +237,43 @@ class DesignLoop(Searcher):
                 r = self.radius[t.seed_index]
                 low, high = self.config.radius[1], self.config.radius[2]
                 self.radius[t.seed_index] = min(2 * r, high) if improved else max(r / 2, low)
+        self._last_round = [set() for _ in state.seeds]
+        for t in told:
+            self._last_round[t.seed_index].update(k for k, status in zip(t.keys, t.status) if status == SCORED)
         if self.config.finetune_epochs < 1 or not any(SCORED in t.status for t in told):
             return
-        x_new, y_new = self._verified_data(state)
+        x_new, y_new, recent = self._verified_data(state)
         if not len(x_new):
             return
+        # This round's designs, as many earlier verified ones and original points beside them (no forgetting, and
+        # the cost of a round stays flat as the verified set grows).
+        older = (~recent).nonzero().flatten()
+        older = older[torch.randperm(len(older), generator=self.generator)[: self.config.replay]]
+        rows = torch.cat([recent.nonzero().flatten(), older])
         replay = torch.randperm(len(self.x_train), generator=self.generator)[: self.config.replay]
         fine_tune(self.ensemble, self.training, self.config.finetune_epochs,
-                  torch.cat([self.x_train[replay], x_new]), torch.cat([self.y_train[replay], y_new]),
+                  torch.cat([self.x_train[replay], x_new[rows]]), torch.cat([self.y_train[replay], y_new[rows]]),
                   self.x_unlabelled, self.lower, self.upper, round_number=state.round)
         self.ensemble.eval()
 
-    def _verified_data(self, state: SearchState) -> tuple[torch.Tensor, torch.Tensor]:
+    def _verified_data(self, state: SearchState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every verified design's encoding and true score, and which of them this round verified."""
         designer = state.designer
-        designs, scores = [], []
-        for per_seed_scores, per_seed_designs in zip(state.scores, state.designs):
+        designs, scores, recent = [], [], []
+        for i, (per_seed_scores, per_seed_designs) in enumerate(zip(state.scores, state.designs)):
             for key, value in per_seed_scores.items():
                 if np.isfinite(value):
                     designs.append(per_seed_designs[key])
                     scores.append(value)
+                    recent.append(key in self._last_round[i])
         if not designs:
-            return self.x_train[:0], self.y_train[:0]
+            return self.x_train[:0], self.y_train[:0], torch.zeros(0, dtype=torch.bool)
+        y, recent_t = torch.tensor(scores, dtype=torch.float32), torch.tensor(recent)
         if designer_kind(designer) == "tokens":
             rows = self._token_rows(designer, designs)
             ok = rows.any(dim=1)
-            x = designer.one_hot(rows[ok])
-            y = torch.tensor(scores, dtype=torch.float32)[ok]
-        else:
-            x, y = designer.encode(designs).float(), torch.tensor(scores, dtype=torch.float32)
-        return x, y
+            return designer.one_hot(rows[ok]), y[ok], recent_t[ok]
+        return designer.encode(designs).float(), y, recent_t
 
     # -- resumption ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
