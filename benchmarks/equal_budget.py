@@ -24,10 +24,18 @@ Methods:
   prediction and verified in that order, so the k-th verified design is the k-th oracle call. When the
   trajectories meet fewer candidates than the largest C, the calls actually spent are reported
   (``calls_per_seed``) and the curve stays flat after them.
-* ``tpe``: Optuna's TPE (Bergstra et al. 2011, *Algorithms for Hyper-Parameter Optimization*) over SELFIES token
-  edits of the start (molecules); ``random``: random token edits (molecules) or Gaussian perturbations of the
-  start's box encoding, σ = 0.1 (cars); ``cmaes``: (μ/μ_w, λ)-CMA-ES (Hansen 2016, *The CMA Evolution Strategy: A
-  Tutorial*) on the box encoding (cars). See :mod:`tasks.baselines`; searcher seed r.
+* the black boxes, each a registered searcher (:mod:`tasks.search.registry`) run by the one budgeted driver
+  (:func:`tasks.search.black_box.run_black_box` → :func:`tasks.search.driver.run_search`: every start in one oracle
+  call per round, the start's budget a hard cap), searcher seed r: ``hill-climber``: STONED-style population
+  mutation of the start's SELFIES tokens (Nigam et al. 2021; molecules); ``tpe``: Optuna's TPE (Bergstra et al.
+  2011, *Algorithms for Hyper-Parameter Optimization*) over SELFIES token edits of the start (molecules);
+  ``random``: random token edits (molecules) or Gaussian perturbations of the start's box encoding, σ = 0.1 (cars);
+  ``cmaes``: (μ/μ_w, λ)-CMA-ES (Hansen 2016, *The CMA Evolution Strategy: A Tutorial*) on the box encoding (cars).
+* ``loop/<defense>`` (``--loop none,fgsm,…``; none by default): the design loop
+  (:class:`tasks.search.design_loop.DesignLoop`: an ensemble of ``search.ensemble_size`` surrogates with the
+  defense, training seed r, gradient-ranked edits verified and fine-tuned on round after round) run by the same
+  driver under the same per-start budget; like gradient search it is charged the labelling with
+  ``--charge-labelling``.
 
 **Labelling is not charged to the per-design budget** by default: the surrogate's training labels
 (``labelling_calls``, reported beside the curves) are a one-off cost shared by every start. ``--charge-labelling``
@@ -56,9 +64,10 @@ pure-torch trainer the campaign's task wraps (:func:`tasks.pure_stages.train_sur
 ``--device cuda`` runs the car's flow oracle on the GPU, ``--max-batch`` blueprints per simulated chunk (the
 surrogates are trained and searched on the CPU: 12 inputs, a few hundred points). A GPU oracle costs per call,
 not per blueprint (the coarse lattice is launch-bound: a chunk of 1 or 256 takes about the same time), so
-``--lockstep`` runs each black-box baseline's starts and repeats together, one oracle call per CMA-ES generation
-(or per batch of random proposals) for all of them (:func:`tasks.baselines.continuous_baseline_lockstep`): the
-same designs and scores as one by one, in far fewer calls. The JSON records the device, torch version, the oracle
+``--lockstep`` runs each black-box baseline's repeats together too (the driver already runs every start of a
+search together): one driver run for all repeats, one oracle call per round — a CMA-ES generation, a batch of
+random proposals — for all of them (:func:`tasks.search.black_box.run_black_box_repeats`,
+:class:`tasks.search.lockstep.Lockstep`): the same designs and scores as repeat after repeat, in far fewer calls. The JSON records the device, torch version, the oracle
 calls' count and time::
 
     python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
@@ -66,7 +75,8 @@ calls' count and time::
 
     python benchmarks/equal_budget.py [--domain molecule|car] [--repeats 3] [--n-seeds N] [--checkpoints 100,300,1000]
         [--restarts N] [--restart-radius R] [--restart-fraction F] [--defenses none,fgsm,vat]
-        [--baselines tpe,random] [--max-calls tpe=100] [--charge-labelling] [--output-dir benchmarks/results]
+        [--baselines tpe,random] [--loop none,vat] [--max-calls tpe=100] [--charge-labelling]
+        [--output-dir benchmarks/results]
         [--no-plot] [--tracking-uri URI] [--device cpu|cuda] [--max-batch N] [--no-orchestration] [--lockstep]
 """
 
@@ -101,9 +111,11 @@ DOMAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     # restarts, so gradient search spends fewer calls than the largest C (its curve is flat after them).
     # TPE is capped at 100 calls per start: Optuna's TPE costs O(trials) per proposal and needs ~5 trials per
     # scored molecule (infeasible and repeated proposals are trials too): 300 calls took 170 s per start, 1000
-    # would take tens of minutes per start on a loaded 2-core machine.
+    # would take tens of minutes per start on a loaded 2-core machine. The hill-climber (STONED) is the black box
+    # to beat (issue 10).
     "molecule": {"n_seeds": 10, "checkpoints": (100, 300, 1000), "restarts": 256, "restart_radius": 1.0,
-                 "restart_fraction": 0.04, "steps": 30, "baselines": ("tpe", "random"), "max_calls": {"tpe": 100}},
+                 "restart_fraction": 0.04, "steps": 30, "baselines": ("tpe", "random", "hill-climber"),
+                 "max_calls": {"tpe": 100}},
     # Cars: every step is a new blueprint, so a few restarts give plenty of candidates; radius 0.1 = CMA-ES's σ₀.
     # 2 starts and C ≤ 50: 5 methods × 2 × 50 × 3 repeats = 1,500 blueprints at ~1 s each on the coarse lattice.
     "car": {"n_seeds": 2, "checkpoints": (10, 30, 50), "restarts": 8, "restart_radius": 0.1,
@@ -123,11 +135,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-calls", help="per-method caps on calls per start, e.g. tpe=100 (default: the "
                         "domain's; 'none' for no cap); a capped method's curve stops there (null beyond)")
     parser.add_argument("--defenses", default="none,fgsm,vat", help="surrogates for gradient search ('' for none)")
-    parser.add_argument("--baselines", help="black-box methods (molecule: tpe,random; car: cmaes,random)")
+    parser.add_argument("--baselines", help="black-box methods (molecule: tpe,random,hill-climber; car: "
+                        "cmaes,random)")
+    parser.add_argument("--loop", default="", help="defenses to run the design loop with (method loop/<defense>; "
+                        "'' for none)")
     parser.add_argument("--n-labelled", type=int, help="surrogate training labels (default: the quick campaign's)")
     parser.add_argument("--epochs", type=int, help="surrogate epochs (default: the quick campaign's)")
     parser.add_argument("--steps", type=int, help="gradient steps (default: the quick campaign's)")
-    parser.add_argument("--max-edits", type=int, default=3, help="molecule baselines: token edits per proposal")
+    parser.add_argument("--max-edits", type=int, help="molecule baselines: token edits per proposal (default: each "
+                        "method's own: hill-climber 2, random and tpe 3)")
     parser.add_argument("--resolution", default="coarse", help="car lattice (coarse, fine, finest; not smoke)")
     parser.add_argument("--charge-labelling", action="store_true",
                         help="charge the surrogate's labels to the gradient curves, amortised over the starts")
@@ -141,8 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "designer's, 32; on a GPU take ~1024)")
     parser.add_argument("--no-orchestration", action="store_true",
                         help="no Prefect, no MLflow: label with designer.oracle, train with the pure trainer")
-    parser.add_argument("--lockstep", action="store_true", help="car: run each black-box baseline's starts and "
-                        "repeats together, one oracle call per round for all (same results, fewer calls)")
+    parser.add_argument("--lockstep", action="store_true", help="run each black-box baseline's repeats together, "
+                        "one oracle call per round for all starts and repeats (same results, fewer calls)")
     args = parser.parse_args(argv)
     defaults = DOMAIN_DEFAULTS[args.domain]
     args.n_seeds = args.n_seeds or defaults["n_seeds"]
@@ -158,14 +174,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         pairs = [p.split("=") for p in args.max_calls.split(",") if p.strip() and p.strip() != "none"]
         args.max_calls = {name.strip(): int(value) for name, value in pairs}
     args.defenses = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
+    args.loop = tuple(d.strip() for d in args.loop.split(",") if d.strip())
     args.baselines = tuple(m.strip() for m in args.baselines.split(",") if m.strip()) if args.baselines is not None \
         else defaults["baselines"]
     if args.repeats < 1 or args.n_seeds < 1 or min(args.checkpoints) < 1:
         parser.error("--repeats, --n-seeds and every checkpoint must be ≥ 1")
-    if args.domain != "car" and (args.lockstep or args.device or args.max_batch):
-        parser.error("--lockstep, --device and --max-batch are car options")
-    if args.lockstep and set(args.baselines) - {"cmaes", "random"}:
-        parser.error("--lockstep runs the cmaes and random baselines only")
+    if args.domain != "car" and (args.device or args.max_batch):
+        parser.error("--device and --max-batch are car options")
     return args
 
 
@@ -180,6 +195,10 @@ def campaign_parameters(args: argparse.Namespace):
     surrogate = base.surrogate.model_copy(update={"epochs": args.epochs} if args.epochs else {})
     search = base.search.model_copy(update={"steps": args.steps} if args.steps else {})
     return designer, data, surrogate, search
+
+
+#: No verified design (a method whose budget the charged labelling used up).
+EMPTY = pd.DataFrame(columns=["seed_index", "call", "true_score", "oracle_failure"])
 
 
 # -- gradient search as an anytime method -------------------------------------------------------------------------
@@ -219,6 +238,33 @@ def verify_in_order(designer, candidates: pd.DataFrame, calls_per_seed: int) -> 
     result = designer.oracle([designer.parse(k) for k in chosen["design"]])
     assert designer.oracle_calls - before == len(chosen)
     return chosen.assign(true_score=result.scores, oracle_failure=result.failures)
+
+
+def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int, calls_per_seed: int
+             ) -> tuple[pd.DataFrame, float]:
+    """The design loop from every start under ``calls_per_seed`` (the campaign's loop, without its MLflow logging
+    and checkpoints): an ensemble trained with ``defense`` and training seed ``repeat``
+    (:func:`tasks.ensemble.train_ensemble`), searched by :class:`tasks.search.design_loop.DesignLoop` in the one
+    budgeted driver. Returns the verified designs and the ensemble mean's validation R²."""
+    from tasks.ensemble import train_ensemble
+    from tasks.pure_stages import regression_metrics, training_config
+    from tasks.search.design_loop import DesignLoop, LoopConfig
+    from tasks.search.driver import run_search
+
+    config = training_config(surrogate, defense, repeat)
+    x_unlabelled = data.x_unlabelled if defense == "vat" else None
+    ensemble, _ = train_ensemble(tuple(designer.input_shape), tuple(surrogate.hidden), config, search.ensemble_size,
+                                 data.x_train, data.y_train, data.x_val, data.y_val, x_unlabelled, designer.lower,
+                                 designer.upper)
+    loop = LoopConfig(beta=search.beta, batch_per_seed=search.batch_per_seed,
+                      proposals_per_incumbent=search.proposals_per_incumbent, population=search.population,
+                      temperature=search.temperature, max_edits=search.max_edits,
+                      finetune_epochs=search.finetune_epochs, seed=repeat)
+    searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop, x_unlabelled, designer.lower,
+                          designer.upper)
+    r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]
+    result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed)
+    return result.table, r2
 
 
 # -- curves --------------------------------------------------------------------------------------------------------
@@ -312,8 +358,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from designers import make_designer
-    from tasks.baselines import BaselineConfig, continuous_baseline_lockstep, run_baseline
     from tasks.pure_stages import regression_metrics, training_config
+    from tasks.search.black_box import run_black_box, run_black_box_repeats
 
     if args.no_orchestration:
         from tasks import pure_stages
@@ -354,8 +400,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         per_method: dict[str, list[dict[str, Any]]] = {}
 
         def record(method: str, repeat: int, verified: pd.DataFrame, wall: float, **extra: Any) -> None:
-            result = {**curve(verified, seeds.scores, args.checkpoints,
-                              offset if method.startswith("gradient/") else 0, args.max_calls.get(method)),
+            charged = method.startswith(("gradient/", "loop/"))
+            result = {**curve(verified, seeds.scores, args.checkpoints, offset if charged else 0,
+                              args.max_calls.get(method)),
                       "wall_seconds": round(wall, 1), **extra}
             per_method.setdefault(method, []).append(result)
             with tracker.run(f"{method}-r{repeat}", parent_run_id=parent,
@@ -432,19 +479,27 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                        candidates_per_seed_min=int(available.min()),
                        candidates_per_seed_mean=float(available.mean()),
                        validation_r2=regression_metrics(model, data.x_val, data.y_val)["validation_r2"])
+            for defense in args.loop:
+                method = f"loop/{defense}"
+                method_started = time.perf_counter()
+                calls = min(top, args.max_calls.get(method, top)) - offset
+                verified, r2 = run_loop(designer, data, seeds, surrogate_params, search_params, defense, repeat,
+                                        calls) if calls > 0 else (EMPTY, None)
+                record(method, repeat, verified, time.perf_counter() - method_started,
+                       **({} if r2 is None else {"validation_r2": r2}))
             for method in () if args.lockstep else args.baselines:
                 method_started = time.perf_counter()
                 calls = min(top, args.max_calls.get(method, top))
-                verified = run_baseline(method, designer, seeds.designs, seeds.scores, calls * n_seeds,
-                                        BaselineConfig(max_edits=args.max_edits, seed=repeat))
+                verified = run_black_box(method, designer, seeds.designs, seeds.scores, calls, seed=repeat,
+                                         max_edits=args.max_edits).table
                 record(method, repeat, verified, time.perf_counter() - method_started)
         for method in args.baselines if args.lockstep else ():
-            # All repeats at once (searcher seed r for repeat r, as above); each repeat is charged an equal share
-            # of the wall time, and the whole is kept beside it.
+            # All repeats in one driver run (searcher seed r for repeat r, as above); each repeat is charged an
+            # equal share of the wall time, and the whole is kept beside it.
             method_started = time.perf_counter()
             calls = min(top, args.max_calls.get(method, top))
-            tables = continuous_baseline_lockstep(method, designer, seeds.designs, seeds.scores, calls * n_seeds,
-                                                  list(range(args.repeats)))
+            tables, _ = run_black_box_repeats(method, designer, seeds.designs, seeds.scores, calls,
+                                              list(range(args.repeats)), max_edits=args.max_edits)
             wall = time.perf_counter() - method_started
             for repeat, verified in enumerate(tables):
                 record(method, repeat, verified, wall / args.repeats, lockstep_wall_seconds=round(wall, 1))

@@ -1,5 +1,6 @@
-"""The equal-budget benchmark's bookkeeping: gradient candidates in surrogate order, and curves with a charged
-labelling offset or a per-method cap (benchmarks/equal_budget.py)."""
+"""The equal-budget benchmark's bookkeeping: gradient candidates in surrogate order, curves with a charged
+labelling offset or a per-method cap, and a whole run without Prefect or MLflow with the black boxes and the design
+loop on the one budgeted driver (benchmarks/equal_budget.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_the_car_benchmark_runs_without_prefect_or_mlflow(tmp_path):
     root = Path(__file__).resolve().parents[1]
     argv = ["--domain", "car", "--resolution", "smoke", "--n-seeds", "2", "--repeats", "2", "--checkpoints", "3,6",
             "--epochs", "2", "--steps", "4", "--restarts", "2", "--device", "cpu", "--max-batch", "64",
-            "--no-orchestration", "--lockstep", "--baselines", "random,cmaes", "--no-plot",
+            "--no-orchestration", "--lockstep", "--baselines", "random,cmaes", "--loop", "none", "--no-plot",
             "--output-dir", str(tmp_path)]
     done = subprocess.run([sys.executable, "-c", NO_ORCHESTRATION, *argv], cwd=root, capture_output=True,
                           text=True, timeout=300)
@@ -119,12 +120,15 @@ def test_the_car_benchmark_runs_without_prefect_or_mlflow(tmp_path):
     result = json.loads((tmp_path / "equal_budget_car.json").read_text())
     assert result["complete"] and result["orchestration"] == "none" and result["mlflow"] is None
     assert result["device"] == "cpu" and result["oracle_max_batch"] == 64 and result["baselines_lockstep"]
-    assert set(result["methods"]) == {"gradient/none", "gradient/fgsm", "gradient/vat", "random", "cmaes"}
+    assert set(result["methods"]) == {"gradient/none", "gradient/fgsm", "gradient/vat", "loop/none", "random",
+                                      "cmaes"}
     for method, summary in result["methods"].items():
         assert summary["oracle_calls"] == [12, 12], method  # 6 calls for each of 2 starts, in each repeat
         assert all(v >= 0 for v in summary["improvement"]["6"]["per_repeat"])
     assert len(result["methods"]["cmaes"]["lockstep_wall_seconds"]) == 2
     labels = result["labelling_calls"] + result["seed_pool_calls"]
-    assert result["oracle_calls_total"] == labels + 5 * 2 * 12
-    # Lockstep: both repeats' CMA-ES and random searches share their oracle calls.
-    assert result["oracle_invocations"] < 1 + 3 * 2 + 2 * 2 * 2 * 6
+    assert result["oracle_calls_total"] == labels + 6 * 2 * 12
+    assert len(result["methods"]["loop/none"]["validation_r2"]) == 2
+    # Lockstep: both repeats' CMA-ES and random searches share their oracle calls (and every start of a search
+    # shares them anyway: the driver's one call per round).
+    assert result["oracle_invocations"] < 1 + 3 * 2 + 2 * 6 + 2 * 2 * 6

@@ -1,12 +1,14 @@
-"""Continuous baselines run in lockstep (tasks.baselines.continuous_baseline_lockstep): the same designs and
-scores as one search after another, in far fewer oracle calls (what a GPU car oracle pays for)."""
+"""Lockstep is a property of the driver: every start of a search shares each round's oracle call, and
+:class:`tasks.search.lockstep.Lockstep` lets a search's repeats share them too — the same designs and scores as one
+search after another, in far fewer oracle calls (what a GPU car oracle pays for)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from designers import make_designer
 from designers.base import OracleResult
-from tasks.baselines import BaselineConfig, continuous_baseline_lockstep, random_perturbation_search, run_baseline
+from tasks.search.black_box import run_black_box, run_black_box_repeats
 
 
 def cheap_car(monkeypatch):
@@ -17,13 +19,19 @@ def cheap_car(monkeypatch):
     calls = []
 
     def oracle(designs):
-        designer.oracle_calls += len(designs)
         calls.append(len(designs))
         x = designer.encode(list(designs)).numpy()
         return OracleResult(100 + 10 * np.sin(3 * x).sum(axis=1), [None] * len(designs))
 
-    monkeypatch.setattr(designer, "oracle", oracle)
+    monkeypatch.setattr(designer, "_oracle", oracle)  # the base's oracle() still counts every design
     return designer, calls
+
+
+COLUMNS = ["seed_index", "seed", "design", "true_score", "call"]
+
+
+def ordered(table):
+    return table[COLUMNS].sort_values(["seed_index", "call"]).reset_index(drop=True)
 
 
 @pytest.mark.parametrize("method", ["cmaes", "random"])
@@ -33,24 +41,40 @@ def test_lockstep_gives_every_repeat_the_one_by_one_table_in_fewer_oracle_calls(
     scores = designer.oracle(seeds).scores
     calls.clear()
     designer.oracle_calls = 0
-    alone = [run_baseline(method, designer, seeds, scores, budget=60, config=BaselineConfig(seed=r)) for r in (0, 1)]
+    # Repeat after repeat (each run already searches both starts together: one oracle call per round).
+    alone = [run_black_box(method, designer, seeds, scores, 30, seed=r).table for r in (0, 1)]
     alone_calls = len(calls)
     calls.clear()
-    together = continuous_baseline_lockstep(method, designer, seeds, scores, budget=60, searcher_seeds=[0, 1])
+    together, result = run_black_box_repeats(method, designer, seeds, scores, 30, searcher_seeds=[0, 1])
     assert designer.oracle_calls == 2 * 2 * 60 and sum(calls) == 2 * 60
-    assert len(calls) < alone_calls / 2  # all four searches share each call
-    columns = ["seed_index", "seed", "design", "true_score", "call"]
+    assert len(calls) == len(result.rounds) <= alone_calls / 2  # both repeats share each call
     for one, other in zip(alone, together):
-        pd.testing.assert_frame_equal(one[columns], other[columns])
+        pd.testing.assert_frame_equal(ordered(one), ordered(other))
     assert not together[0]["design"].equals(together[1]["design"])  # the repeats do differ
+
+
+@pytest.mark.parametrize("designer_name, method", [("tokens", "random"), ("tokens", "tpe"),
+                                                   ("tokens", "hill-climber"), ("sphere", "cmaes")])
+def test_lockstep_repeats_equal_their_own_runs_for_every_black_box(designer_name, method):
+    designer = make_designer(designer_name)
+    seeds = designer.sample(3, np.random.default_rng(2))
+    scores = designer.oracle(seeds).scores
+    alone = [run_black_box(method, designer, seeds, scores, [12, 9, 5], seed=r).table for r in (4, 5)]
+    together, _ = run_black_box_repeats(method, designer, seeds, scores, [12, 9, 5], searcher_seeds=[4, 5])
+    for one, other in zip(alone, together):
+        pd.testing.assert_frame_equal(ordered(one), ordered(other))
+        assert other.groupby("seed_index").size().tolist() == [12, 9, 5]
 
 
 def test_random_perturbations_do_not_depend_on_the_batch_size(monkeypatch):
     designer, calls = cheap_car(monkeypatch)
     seeds = designer.sample(2, np.random.default_rng(2))
     scores = np.array([90.0, 95.0])
-    small = random_perturbation_search(designer, seeds, scores, 50, seed=4, batch_size=16)
+    small = run_black_box("random", designer, seeds, scores, 25, seed=4).table
     calls.clear()
-    large = random_perturbation_search(designer, seeds, scores, 50, seed=4, batch_size=512)
-    assert len(calls) == 2  # one oracle call per start
-    pd.testing.assert_frame_equal(small[["design", "true_score", "call"]], large[["design", "true_score", "call"]])
+    from tasks.search.driver import run_search
+    from tasks.search.random_gaussian import RandomGaussian
+
+    large = run_search(RandomGaussian(seed=4, batch_per_seed=512), designer, seeds, scores, 25).table
+    assert len(calls) == 1  # one oracle call for both starts
+    pd.testing.assert_frame_equal(ordered(small), ordered(large))  # the same designs, cut into fewer calls

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.baselines import BaselineConfig, baseline_metrics, run_baseline
 from tasks.search.anytime import best_so_far
+from tasks.search.black_box import black_box_metrics
+from tasks.search.driver import SearchResult
 from tasks.search.gradient import SearchConfig, gradient_search, random_starts
 
 
@@ -94,6 +95,10 @@ def test_best_so_far_is_monotone_never_below_the_seed_and_skips_failures():
     })
     best = best_so_far(verified, np.array([1.0, -2.0]), [1, 2, 3])
     assert best.tolist() == [[1.0, 3.0, 3.0], [-2.0, -1.0, -1.0]]
-    metrics = baseline_metrics(verified.assign(seed=0, design="x"), np.array([1.0, -2.0]), 6, checkpoints=[1, 2])
+    result = SearchResult(verified.assign(seed=0, design="x"), {}, [], 0.0)
+    metrics = black_box_metrics(result, np.array([1.0, -2.0]), 3, checkpoints=[1, 2])
     assert metrics["best_score_at_1"] == pytest.approx((1.0 - 2.0) / 2)
-    assert metrics["improvement_at_1"] == pytest.approx((0.5 - 1.0 + -4.0 + 2.0) / 2)  # the campaign's: may be < 0
+    # the campaign's improvement may be < 0
+    assert metrics["oracle_improvement_at_1"] == pytest.approx((0.5 - 1.0 + -4.0 + 2.0) / 2)
+    assert metrics["improvement_at_1"] == pytest.approx(0.0)  # the protocol's: max(0, best - seed)
+    assert metrics["improvement_at_2"] == pytest.approx((2.0 + 1.0) / 2)

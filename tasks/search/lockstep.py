@@ -59,6 +59,8 @@ class Lockstep(Searcher):
         out = []
         for r, (searcher, sub) in enumerate(zip(self.searchers, self._states)):
             sub.round = state.round
+            if not (sub.remaining > 0).any():
+                continue  # this repeat is done: a run of its own would have stopped asking
             out += [replace(p, seed_index=p.seed_index + r * self.n) for p in searcher.ask(sub)]
         return out
 
