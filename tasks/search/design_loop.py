@@ -2,7 +2,7 @@
 
 Per round, for every seed at once (one batched tensor):
 
-1. **Incumbents** — the seed and its best verified designs (``population`` of them).
+1. **Incumbents** — the seed's best verified designs (``population`` of them) and the seed itself.
 2. **Proposals from the gradient.** Token designers (molecules): one backward pass of the ensemble's acquisition
    at each incumbent's one-hot gives HotFlip's first-order value of every substitution, insertion and deletion
    (:func:`tasks.search.edits.first_order_scores`; Ebrahimi et al. 2018); edits are drawn from those scores —
@@ -81,9 +81,13 @@ class DesignLoop(Searcher):
         active = np.flatnonzero(state.remaining > 0)
         incumbents, owner = [], []
         for i in active:
-            for design, _ in state.best(int(i), self.config.population):
-                incumbents.append(design)
-                owner.append(int(i))
+            # The seed stays an incumbent: its own edits are the likeliest to stay within the similarity bound
+            # when the best designs sit at its edge.
+            best = [design for design, _ in state.best(int(i), self.config.population)]
+            if state.seeds[i] not in best:
+                best.append(state.seeds[i])
+            incumbents += best
+            owner += [int(i)] * len(best)
         if not incumbents:
             return []
         self.ensemble.eval()
