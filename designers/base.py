@@ -73,8 +73,11 @@ class Designer:
     oracle_calls: int = 0
 
     def oracle(self, designs: Sequence[Any]) -> OracleResult:
-        """Score designs with the true objective (higher is better); every design passed in counts once."""
+        """Score designs with the true objective (higher is better); every design passed in counts once (an empty
+        call costs nothing and never reaches :meth:`_oracle`)."""
         designs = list(designs)
+        if not designs:
+            return OracleResult(np.array([], dtype=float), [])
         self.oracle_calls += len(designs)
         result = self._oracle(designs)
         if len(result) != len(designs) or len(result.failures) != len(designs):
