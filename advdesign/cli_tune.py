@@ -86,9 +86,10 @@ def run_baselines(args: argparse.Namespace, params: Any) -> int:
 
 
 def baselines_lines(summary: dict[str, Any]) -> list[str]:
-    rows = [f"black-box baselines on the {summary['designer']} oracle, {summary['budget']} oracle calls each"]
+    rows = [f"black-box baselines on the {summary['designer']} oracle, {summary['budget']} oracle calls each "
+            f"({summary['calls_per_seed']} a seed)"]
     for method, r in summary["methods"].items():
-        rows.append(f"{method:7} success {r['success_rate']:.2f}  true gain {r['oracle_improvement_mean']:.2f}  "
+        rows.append(f"{method:12} success {r['success_rate']:.2f}  true gain {r['oracle_improvement_mean']:.2f}  "
                     f"oracle calls {r['oracle_calls']}/{summary['budget']}")
     m = summary["mlflow"]
     rows.append(mlflow_line(m["tracking_uri"], m["parent_run_id"], m["experiment_id"]))
@@ -105,11 +106,13 @@ COMMANDS = {
         "set the design stage of --metric transfer_rate or oracle_improvement_mean (oracle calls per trial: "
         "--budget)."),
     "baselines": Command(
-        "baselines", "black-box search on the true oracle (random / TPE SELFIES token edits; CMA-ES for cars) at "
-        "the campaign's budget", run_baselines, model=_baselines_model, preset=baselines_preset,
-        description="Random search and TPE over SELFIES token edits of each seed (molecules) or CMA-ES on the "
-        "blueprint's box encoding (cars), on the campaign's seeds and constraints; only constraint-satisfying "
-        "designs are scored and the oracle calls never exceed --budget."),
+        "baselines", "black-box search on the true oracle (hill-climber / random / TPE SELFIES token edits; CMA-ES "
+        "and random perturbations for cars) at the campaign's budget", run_baselines, model=_baselines_model,
+        preset=baselines_preset,
+        description="A mutation hill-climber, random search and TPE over SELFIES token edits of each seed "
+        "(molecules) or CMA-ES and random Gaussian perturbations of the blueprint's box encoding (cars), on the "
+        "campaign's seeds and constraints, run by the one budgeted driver; only constraint-satisfying designs are "
+        "scored and no seed's oracle calls exceed its share of --budget (or --calls-per-seed)."),
 }
 
 
