@@ -78,3 +78,42 @@ def test_random_perturbations_do_not_depend_on_the_batch_size(monkeypatch):
     large = run_search(RandomGaussian(seed=4, batch_per_seed=512), designer, seeds, scores, 25).table
     assert len(calls) == 1  # one oracle call for both starts
     pd.testing.assert_frame_equal(ordered(small), ordered(large))  # the same designs, cut into fewer calls
+
+
+def test_a_repeat_that_finishes_first_stops_asking_and_the_others_go_on():
+    from tasks.search.driver import run_search
+    from tasks.search.lockstep import Lockstep
+    from tasks.search.random_edits import RandomEdits
+
+    designer = make_designer("tokens")
+    seeds = designer.sample(2, np.random.default_rng(0))
+    scores = designer.oracle(seeds).scores
+    result = run_search(Lockstep([RandomEdits(seed=0), RandomEdits(seed=1)], 2), designer, seeds * 2,
+                        np.tile(scores, 2), [3, 3, 40, 40])
+    assert result.table.groupby("seed_index").size().tolist() == [3, 3, 40, 40]
+    alone = run_black_box("random", designer, seeds, scores, 40, seed=1).table
+    later = result.table[result.table["seed_index"] >= 2].assign(seed_index=lambda t: t["seed_index"] - 2)
+    pd.testing.assert_frame_equal(ordered(alone), ordered(later))
+
+
+def test_a_resumed_lockstep_run_repeats_no_oracle_call(tmp_path):
+    from tasks.search.driver import SearchCheckpoint, run_search
+    from tasks.search.lockstep import Lockstep
+    from tasks.search.random_gaussian import RandomGaussian
+
+    designer = make_designer("sphere")
+    seeds = designer.sample(2, np.random.default_rng(0))
+    scores = np.tile(designer.oracle(seeds).scores, 2)
+
+    def searcher():
+        return Lockstep([RandomGaussian(seed=0, batch_per_seed=4), RandomGaussian(seed=1, batch_per_seed=4)], 2)
+
+    whole = run_search(searcher(), designer, seeds * 2, scores, 12).table
+    run_search(searcher(), designer, seeds * 2, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"), max_rounds=1)
+    before = designer.oracle_calls
+    resumed = run_search(searcher(), designer, seeds * 2, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"))
+    assert designer.oracle_calls - before == 4 * 12 - 4 * 4  # the first round's 16 designs are not scored again
+    columns = ["seed_index", "design", "true_score", "call"]
+    pd.testing.assert_frame_equal(whole[columns].sort_values(["seed_index", "call"]).reset_index(drop=True),
+                                  resumed.table[columns].sort_values(["seed_index", "call"]).reset_index(drop=True),
+                                  check_dtype=False)
