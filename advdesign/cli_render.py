@@ -87,8 +87,12 @@ def _short(text: str, limit: int = 60) -> str:
 
 def campaign_rows(params: RenderParameters) -> list[tuple[str, str, str]]:
     """``(seed key, design key, caption)`` rows of the campaign's best designs (``--campaign`` and/or ``--run``)."""
-    from designers.car_flow_picture import best_pairs
+    import os
+
+    from designers.car_flow_picture import best_pairs, score_unit
     from tasks.tracking import design_tables
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one summary line, no progress bars
 
     sources: list[tuple[str, str | None, str]] = []  # (run id, tracking URI, where it came from)
     if params.campaign is not None:
@@ -112,7 +116,8 @@ def campaign_rows(params: RenderParameters) -> list[tuple[str, str, str]]:
             if len(table) and not str(table["seed"].iloc[0]).startswith("car:"):
                 raise ValueError(f"{where} is not a car campaign (its designs are not car keys); render draws car "
                                  "flows")
-            rows += best_pairs(table, params.n_best, defense)
+            rows += best_pairs(table, params.n_best, defense, score_unit(table.attrs.get("designer", {}).get(
+                "objective")))
     if not rows:
         raise ValueError(f"{params.campaign or f'run {params.run}'}: no verified design to draw (every oracle call "
                          "failed, or no defense finished)")

@@ -232,12 +232,22 @@ def _streamlines(ax, panel: FlowPanel, x_range: tuple[float, float], y_range: tu
 ARTIFACT_PAIRS = 3
 
 
-def best_pairs(table, n: int, label: str = "") -> list[tuple[str, str, str]]:
+def score_unit(objective: str | None) -> str:
+    """How a car score reads in a caption: the top speed in km/h (the default objective, also when unknown), the
+    drag area's negative in m², a user objective bare."""
+    return {"top_speed": "km/h", "drag_area": "m² (−C_D·A)"}.get(objective or "top_speed", "")
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
+def best_pairs(table, n: int, label: str = "", unit: str = "km/h") -> list[tuple[str, str, str]]:
     """``(seed key, design key, caption)`` for the ``n`` seeds whose best verified design gained most, best first.
 
     ``table``: a campaign's verified-design table (``designs.csv``: ``seed``, ``design``, ``seed_score``,
     ``true_score``, ``oracle_failure``); per seed its best design by true score; rows the oracle failed on are
-    skipped. The caption reads ``label: seed score → design score km/h``.
+    skipped. The caption reads ``label: seed score → design score unit``.
     """
     if not len(table):
         return []
@@ -247,8 +257,8 @@ def best_pairs(table, n: int, label: str = "") -> list[tuple[str, str, str]]:
         return []
     best = ok.loc[ok.groupby("seed")["true_score"].idxmax()]
     best = best.assign(gain=best["true_score"] - best["seed_score"]).sort_values("gain", ascending=False).head(n)
-    prefix = f"{label}: " if label else ""
-    return [(seed, design, f"{prefix}{s:.1f} → {t:.1f} km/h")
+    prefix, suffix = (f"{label}: " if label else ""), (f" {unit}" if unit else "")
+    return [(seed, design, f"{prefix}{_number(s)} → {_number(t)}{suffix}")
             for seed, design, s, t in zip(best["seed"], best["design"], best["seed_score"], best["true_score"])]
 
 

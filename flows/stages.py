@@ -188,10 +188,12 @@ def _log_flow_picture(tracker: Tracker, run_id: str, designer: Designer, pairs: 
                       path: Path) -> None:
     """The flow field around the seeds and their best designs (``flow_best_designs.png``); a picture that cannot
     be drawn is a warning, never a failed campaign."""
-    from designers.car_flow_picture import flow_picture_artifact
+    from designers.car_flow_picture import flow_picture_artifact, score_unit
 
+    unit = score_unit(getattr(designer, "objective", None))
     try:
-        flow_picture_artifact(designer, [s for s, _ in pairs], [d for _, d in pairs], path, captions)
+        flow_picture_artifact(designer, [s for s, _ in pairs], [d for _, d in pairs], path,
+                              [f"{caption} {unit}".strip() for caption in captions])
     except Exception as exc:  # noqa: BLE001 - decoration only
         log.warning("flow picture not drawn: %s: %s", type(exc).__name__, exc)
         return

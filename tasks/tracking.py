@@ -700,7 +700,9 @@ def applicable_params(params: Mapping[str, Any], defenses: str | Any) -> dict[st
 def design_tables(run_id: str, uri: str | None = None) -> dict[str, "Any"]:
     """The verified-design tables (``designs.csv``, pandas) under an MLflow run, by defense (the run's ``defense``
     tag, else its name), in the order the runs started: a campaign's parent run gives one per defense run, a
-    defense run its own; a run with ``--rounds`` holds them in nested round runs, which are concatenated.
+    defense run its own; a run with ``--rounds`` holds them in nested round runs, which are concatenated. Each
+    table's ``attrs["designer"]`` holds the campaign's designer settings (``{"name": "car", "objective": …}``, the
+    ``designer.*`` parameters of the run or its nearest ancestor; empty if none were logged).
     ``ValueError`` in one line for a missing store or run, or a run without any such table."""
     import pandas as pd
 
@@ -725,12 +727,24 @@ def design_tables(run_id: str, uri: str | None = None) -> dict[str, "Any"]:
                 pass
         return [table for child in children(one.info.run_id) for table in tables_of(child)]
 
+    def designer_of(one: Any) -> dict[str, str]:
+        """The ``designer.*`` parameters of the run or its nearest ancestor that logged them (the campaign's)."""
+        for _ in range(4):
+            found = {k.removeprefix("designer."): v for k, v in one.data.params.items() if k.startswith("designer.")}
+            parent = one.data.tags.get("mlflow.parentRunId")
+            if found or not parent:
+                return found
+            one = client.get_run(parent)
+        return {}
+
     runs = children(run_id) if run.data.tags.get("kind") == "campaign" else [run]
     out: dict[str, Any] = {}
     for one in runs:
         tables = tables_of(one)
         if tables:
-            out[one.data.tags.get("defense", one.info.run_name)] = pd.concat(tables, ignore_index=True)
+            table = pd.concat(tables, ignore_index=True)
+            table.attrs["designer"] = designer_of(one)
+            out[one.data.tags.get("defense", one.info.run_name)] = table
     if not out:
         raise ValueError(f"MLflow run {run_id} holds no designs table (designs.csv), nor do its nested runs")
     return out

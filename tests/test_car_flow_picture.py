@@ -183,7 +183,8 @@ def logged_campaign(tmp_path, tracking_uri):
 
     designer = CarDesigner(resolution="smoke")
     tracker = Tracker(tracking_uri, "render-test")
-    parent = tracker.start_run("campaign-car", tags={"designer": "car", "kind": "campaign"})
+    parent = tracker.start_run("campaign-car", tags={"designer": "car", "kind": "campaign"},
+                               params={"designer.name": "car", "designer.objective": "top_speed"})
     runs = {}
     for defense, lengths, scores in (("none", [4.4, 4.6, 4.7], [91.0, 95.0, 99.0]),
                                      ("vat", [4.3, 4.8, 4.9], [97.0, 93.0, 120.0])):
@@ -215,6 +216,8 @@ def test_design_tables_reads_a_campaign_back_by_defense(logged_campaign):
     tables = design_tables(summary["mlflow"]["parent_run_id"], uri)
     assert list(tables) == ["none", "vat"] and [len(t) for t in tables.values()] == [3, 3]
     assert list(design_tables(summary["defenses"]["vat"]["run_id"], uri)) == ["vat"]
+    # The campaign's designer settings come with each table (logged on the parent run only).
+    assert all(t.attrs["designer"] == {"name": "car", "objective": "top_speed"} for t in tables.values())
     with pytest.raises(ValueError, match="no MLflow run 'nope'"):
         design_tables("nope", uri)
     with pytest.raises(ValueError, match="no MLflow store"):
@@ -253,3 +256,14 @@ def test_the_campaigns_flow_artifact_draws_the_first_pairs_only(tmp_path):
     assert 1.6 < read_png(two).shape[0] / read_png(one).shape[0] < 2.4  # two rows against one
     with pytest.raises(ValueError, match="4 seeds but 3 designs"):
         flow_picture_artifact(designer, keys, keys[:3], tmp_path / "x.png")
+
+
+def test_captions_say_the_objectives_unit():
+    from designers.car_flow_picture import best_pairs, score_unit
+
+    table = _design_table(CarDesigner(resolution=SMOKE), SALOON, [4.4, 4.6], [-0.9, -0.5])
+    assert score_unit(None) == score_unit("top_speed") == "km/h" and score_unit("my.module:f") == ""
+    [(_, _, caption)] = best_pairs(table.assign(seed_score=-1.2), 3, "vat", score_unit("drag_area"))
+    assert caption == "vat: -1.2 → -0.9 m² (−C_D·A)"  # the second design failed on the oracle
+    [(_, _, bare)] = best_pairs(table.assign(seed_score=-1.2), 3, unit="")
+    assert bare == "-1.2 → -0.9"
