@@ -1,7 +1,8 @@
 """Thin Prefect task wrappers around the pure cores: what is cached, what retries, how batches are cut.
 
 Caching is on inputs (``cache_policy``) with results persisted under ``PREFECT_HOME``, so a campaign interrupted
-and run again relabels nothing and retrains nothing it already finished. Large tensors are excluded from cache
+and run again relabels nothing and retrains nothing it already finished. The persisted labels and surrogates are
+data, not pickles (:mod:`tasks.result_serializer`). Large tensors are excluded from cache
 keys and represented by a fingerprint of the data they were built from.
 """
 
@@ -18,6 +19,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 from designers.base import Designer, OracleResult
 from tasks.ensemble import Ensemble, train_ensemble
 from tasks.pure_stages import data_fingerprint, train_surrogate  # noqa: F401  (data_fingerprint: re-exported)
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.surrogate import Surrogate
 from tasks.training import TrainingConfig, TrainingHistory
 
@@ -58,6 +60,7 @@ def _train_run_name(parameters: dict[str, Any]) -> str:
     retries=2,
     retry_delay_seconds=1,
     task_run_name=_label_run_name,
+    result_serializer=DATA_SERIALIZER,  # cached labels are data (JSON + npy), never a pickle
 )
 def oracle_batch(designer: Designer, designer_id: str, designs: Sequence[Any], first: int = 0) -> OracleResult:
     """Score one batch of designs on the true oracle (cached on the designer's settings and the designs; ``first``,
@@ -83,6 +86,7 @@ def oracle_in_batches(designer: Designer, designs: Sequence[Any], batch_size: in
     name="train-surrogate",
     cache_policy=(INPUTS - "x_train" - "y_train" - "x_val" - "y_val" - "x_unlabelled") + TASK_SOURCE,
     task_run_name=_train_run_name,
+    result_serializer=DATA_SERIALIZER,  # architecture + state_dict, never a pickle
 )
 def train_surrogate_task(
     data_id: str,
@@ -112,6 +116,7 @@ def _train_ensemble_run_name(parameters: dict[str, Any]) -> str:
     name="train-ensemble",
     cache_policy=(INPUTS - "x_train" - "y_train" - "x_val" - "y_val" - "x_unlabelled") + TASK_SOURCE,
     task_run_name=_train_ensemble_run_name,
+    result_serializer=DATA_SERIALIZER,  # architectures + state_dicts, never a pickle
 )
 def train_ensemble_task(
     data_id: str,
