@@ -186,7 +186,8 @@ def _options(parser: argparse.ArgumentParser) -> None:
         if action.dest.removeprefix(PREFIX) in METAVARS and action.dest.startswith(PREFIX):
             action.metavar = METAVARS[action.dest.removeprefix(PREFIX)]
     parser.add_argument(PREFIX + "designs", nargs="*", metavar="KEY", default=argparse.SUPPRESS,
-                        help="car keys to draw (car:L=…,W=…,c=…,h=…/…, as in a campaign's designs.csv), one row each")
+                        help="car keys to draw (car:L=…,W=…,c=…,h=…/…, as in a campaign's designs.csv), one row each; give them "
+                        "together, before or after the options")
 
 
 COMMAND = Command(
