@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -183,6 +184,41 @@ def hidden_sizes(width: str) -> tuple[int, ...]:
     return tuple(int(part) for part in width.split(","))
 
 
+#: Trial user attributes naming the process that runs the trial (``tasks.tracking.process_tags``' values).
+TRIAL_PROCESS_ATTRS = ("pid", "host", "process_start")
+
+
+def mark_trial_process(trial: optuna.Trial) -> None:
+    """Record which process runs ``trial``, so a later run can tell a trial whose process died from a live one."""
+    from tasks.tracking import HOST_TAG, PID_TAG, PROCESS_START_TAG, process_tags
+
+    tags = process_tags()
+    for attr, tag in zip(TRIAL_PROCESS_ATTRS, (PID_TAG, HOST_TAG, PROCESS_START_TAG)):
+        if tag in tags:
+            trial.set_user_attr(attr, tags[tag])
+
+
+def fail_orphan_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL (with a ``killed_reason``) the trials left RUNNING by a process on this host that is gone (a
+    killed ``tune``), so they neither look alive nor hold the sampler; the trial numbers marked."""
+    import socket
+
+    from tasks.tracking import _process_alive
+
+    marked = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") != socket.gethostname() or not str(attrs.get("pid", "")).isdigit():
+            continue  # another machine's, or from before trials recorded their process: not ours to judge
+        if _process_alive(int(attrs["pid"]), attrs.get("process_start")):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "killed_reason",
+                                           f"process {attrs['pid']} on {attrs['host']} ended while the trial ran")
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        marked.append(trial.number)
+    return marked
+
+
 def open_study(params: TuneParameters, storage: str) -> tuple[optuna.Study, int]:
     """Create the study or resume it (refused if it tunes another designer or objective); also the number of
     trials it had before this run."""
@@ -201,6 +237,10 @@ def open_study(params: TuneParameters, storage: str) -> tuple[optuna.Study, int]
                              f"{params.objective} is {direction}d; give another --study-name")
     for key, value in identity.items():
         existing.set_user_attr(key, value)
+    with warnings.catch_warnings():  # experimental in Optuna 4; optuna-dashboard labels its axes with it
+        warnings.simplefilter("ignore")
+        existing.set_metric_names([params.objective])
+    fail_orphan_trials(existing)
     # A resumed study gets a fresh sampler seed, so its random start-up trials do not repeat the first run's.
     sampler = optuna.samplers.TPESampler(seed=params.seed + len(existing.trials))
     return optuna.load_study(study_name=params.study, storage=storage, sampler=sampler), len(existing.trials)
@@ -264,6 +304,7 @@ def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData,
     space = params.space
 
     def objective(trial: optuna.Trial) -> float:
+        mark_trial_process(trial)
         run_id = runs.start(trial.study, trial)
         defense, updates = space.suggest(trial, params.defenses)
         surrogate = params.surrogate.model_copy(update=updates)
