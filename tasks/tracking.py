@@ -380,7 +380,19 @@ class Tracker:
                                 f"orphaned: process {pid} on {host} ended with the run still RUNNING")
             self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
             killed.append(run.info.run_id)
+        if killed:
+            self._fail_pending_models(set(killed))
         return killed
+
+    def _fail_pending_models(self, run_ids: set[str]) -> None:
+        """Logged models the killed runs left PENDING (the process died while writing them) become FAILED."""
+        try:
+            models = self.client.search_logged_models([self.experiment_id], max_results=1000)
+        except MlflowException:
+            return
+        for model in models:
+            if model.source_run_id in run_ids and model.status == LoggedModelStatus.PENDING:
+                self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
 
     def start_run(
         self, name: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,

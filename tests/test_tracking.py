@@ -153,11 +153,14 @@ def test_a_run_left_running_by_a_dead_process_is_marked_killed(tracker, uri):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     orphan = tracker.start_run("orphan", tags={PID_TAG: str(dead.pid), PROCESS_START_TAG: "0"})
+    # The dead process was writing a model: MLflow leaves it PENDING.
+    pending = tracker.client.create_logged_model(tracker.experiment_id, name="half-written", source_run_id=orphan)
     alive = tracker.start_run("alive")  # this process: still running
     Tracker(uri, EXPERIMENT)  # start-up reaps
     run = tracker.client.get_run(orphan)
     assert run.info.status == "KILLED" and str(dead.pid) in run.data.tags[KILLED_REASON_TAG]
     assert tracker.client.get_run(alive).info.status == "RUNNING"
+    assert str(tracker.client.get_logged_model(pending.model_id).status) in ("FAILED", "LoggedModelStatus.FAILED")
     tracker.end_run(alive)
 
 
