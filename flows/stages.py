@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +65,25 @@ class TrainedSurrogate:
     metrics: dict[str, float]
 
 
+def log_data_inputs(tracker: Tracker, run_id: str, designer: Designer, data: DesignData, defense: str) -> None:
+    """The training, validation (and, for VAT, unlabelled) data as the run's MLflow dataset inputs, named by the
+    data's fingerprint, so runs trained on the same labels show the same dataset."""
+    def profile(x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
+        described = {"num_rows": int(len(x)), "shape": list(x.shape)}
+        if y is not None and len(y):
+            described.update(target_mean=round(float(y.mean()), 4), target_std=round(float(y.std()), 4))
+        return described
+
+    datasets = {"training": profile(data.x_train, data.y_train), "validation": profile(data.x_val, data.y_val)}
+    if defense == "vat" and len(data.x_unlabelled):
+        datasets["unlabelled"] = profile(data.x_unlabelled)
+    try:
+        tracker.log_datasets(run_id, datasets, data.data_id, f"oracle-labelled {designer.name} samples")
+    except Exception as exc:  # noqa: BLE001 — the inputs panel is a convenience; the run's params hold data_id
+        log.warning("could not log the dataset inputs of run %s: %s", run_id, str(exc).splitlines()[0] if str(exc)
+                    else type(exc).__name__)
+
+
 def train_and_log(
     tracker: Tracker, run_id: str, designer: Designer, data: DesignData, defense: str,
     params: SurrogateParameters, seed: int = 0, publish: bool = False,
@@ -82,6 +102,7 @@ def train_and_log(
     for record in history.epochs:
         tracker.log_metrics(run_id, {"train_loss": record.train_loss, "validation_loss": record.validation_loss},
                             step=record.epoch)
+    log_data_inputs(tracker, run_id, designer, data, defense)
     metrics = regression_metrics(model, data.x_val, data.y_val)
     tracker.log_metrics(run_id, metrics)
     model_uri = tracker.log_model(

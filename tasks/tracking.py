@@ -462,6 +462,20 @@ class Tracker:
             self.client.set_tag(run_id, k, str(v))
 
     # -- artifacts ----------------------------------------------------------------------------------------------
+    def log_datasets(self, run_id: str, datasets: Mapping[str, Mapping[str, Any]], digest: str, source: str) -> None:
+        """The run's inputs in MLflow's Datasets panel: ``datasets`` maps a context (``training``, ``validation``,
+        ``unlabelled``) to a profile (``{"num_rows": …, "shape": …}``); ``digest``: the data's fingerprint (the same
+        for all contexts of one data set), ``source``: where it came from (``oracle-labelled molecule samples``)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(name=f"{digest}-{context}", digest=digest[:36], source_type="code",
+                                       source=json.dumps({"description": source}),
+                                       profile=json.dumps(dict(profile), default=str)),
+                               tags=[InputTag("mlflow.data.context", context)])
+                  for context, profile in datasets.items()]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 

@@ -212,3 +212,26 @@ def test_only_the_params_that_apply_to_the_designer_and_defense_are_logged():
     car = flat_params(CampaignParameters.defaults("car", quick=True))
     assert "designer.resolution" in car and "designer.similarity_threshold" not in car
     assert car["designer.objective"] == "top_speed"
+
+
+def test_a_trained_surrogates_run_shows_its_data_as_mlflow_dataset_inputs(tracker):
+    from flows.stages import log_data_inputs
+    from tasks.pure_stages import DesignData
+
+    data = DesignData(x_train=torch.rand(8, 3), y_train=torch.rand(8), x_val=torch.rand(2, 3), y_val=torch.rand(2),
+                      x_unlabelled=torch.rand(5, 3), pool=[], pool_scores=torch.rand(0).numpy(),
+                      data_id="0123456789abcdef", oracle_calls=10)
+
+    class Designer:
+        name = "molecule"
+
+    contexts = {}
+    for defense in ("none", "vat"):
+        with tracker.run(f"inputs-{defense}") as run_id:
+            log_data_inputs(tracker, run_id, Designer(), data, defense)
+        inputs = tracker.client.get_run(run_id).inputs.dataset_inputs
+        contexts[defense] = {i.tags[0].value: i.dataset for i in inputs}
+    assert set(contexts["none"]) == {"training", "validation"}
+    assert set(contexts["vat"]) == {"training", "validation", "unlabelled"}
+    training = contexts["none"]["training"]
+    assert training.digest == "0123456789abcdef" and '"num_rows": 8' in training.profile
