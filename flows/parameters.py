@@ -288,7 +288,8 @@ class CampaignParameters(_Parameters):
     search: SearchParameters = Field(SearchParameters(), description="design search and oracle verification")
     defenses: tuple[DefenseName, ...] = Field(("none", "fgsm", "vat"), description="surrogate defenses compared, "
                                               "each trained, designed with and verified")
-    rounds: int = Field(1, ge=1, description="model-based loop: verified designs join the data, retrain, repeat")
+    rounds: int = Field(1, ge=1, description="one-shot search only: verified designs join the data, retrain, "
+                        "repeat (the design loop fine-tunes after every round itself)")
     experiment: str = Field("advdesign", description="MLflow experiment name")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: the project's SQLite store)")
 
@@ -298,6 +299,13 @@ class CampaignParameters(_Parameters):
         if not defenses:
             raise ValueError(f"no defense given; choose from {', '.join(DEFENSES)}")
         return defenses
+
+    @model_validator(mode="after")
+    def _rounds_are_one_shots(self) -> "CampaignParameters":
+        if self.rounds > 1 and self.search.strategy == "loop":
+            raise ValueError("rounds > 1 repeats the one-shot search; with the design loop (the default) set "
+                             "search.calls_per_seed instead, or choose search.strategy one-shot")
+        return self
 
     @model_validator(mode="before")
     @classmethod

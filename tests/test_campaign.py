@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from advdesign.cli import main
 
-TINY = ["--quick", "--n-labelled", "400", "--n-unlabelled", "200", "--n-pool", "100", "--n-seeds", "6", "--epochs", "3", "--steps", "15", "--budget", "30"]
+TINY = ["--quick", "--n-labelled", "400", "--n-unlabelled", "200", "--n-pool", "100", "--n-seeds", "6", "--epochs", "3", "--steps", "15", "--budget", "30", "--calls-per-seed", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_nan_loss_fails_that_defense_in_mlflow_and_keeps_the_others(tmp_path, pr
 def test_rounds_add_verified_designs_to_the_data_and_nest_a_run_per_round(tmp_path, prefect_api):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     path = tmp_path / "rounds.json"
-    assert main(["campaign", *TINY, "--defenses", "fgsm", "--rounds", "2", "--tracking-uri", uri,
+    assert main(["campaign", *TINY, "--defenses", "fgsm", "--search", "one-shot", "--rounds", "2", "--tracking-uri", uri,
                  "--json", str(path)]) == 0
     result = json.loads(path.read_text())["defenses"]["fgsm"]
     first, second = result["rounds"]

@@ -28,7 +28,8 @@ def car_run(tmp_path_factory, prefect_api):
         designer=SMOKE,
         data={"n_labelled": 40, "n_unlabelled": 16, "n_seed_pool": 12, "n_seeds": SEEDS, "oracle_batch_size": 26},
         surrogate={"hidden": (32,), "epochs": 10},
-        search={"steps": 6, "top_k": 2, "budget": BUDGET},
+        search={"steps": 6, "top_k": 2, "budget": BUDGET, "calls_per_seed": BUDGET // SEEDS, "batch_per_seed": 1,
+                "ensemble_size": 2, "proposals_per_incumbent": 16, "finetune_epochs": 1},
         tracking_uri=uri,
     )
     return campaign(params), uri

@@ -49,7 +49,8 @@ def test_car_oracle_batches_on_dask_equal_the_thread_runner(prefect_api):
 
 
 TINY = ["--quick", "--n-labelled", "400", "--n-unlabelled", "200", "--n-pool", "100", "--n-seeds", "6",
-        "--epochs", "3", "--steps", "15", "--budget", "30", "--rng-seed", "11", "--defenses", "none,fgsm"]
+        "--epochs", "3", "--steps", "15", "--budget", "30", "--calls-per-seed", "5", "--rng-seed", "11",
+        "--defenses", "none,fgsm"]
 
 
 def test_molecule_campaign_on_dask_equals_the_thread_runner(tmp_path, prefect_api):
