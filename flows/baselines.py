@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, _Parameters
 from flows.stages import choose_seeds, prepare_data, run_logger
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.prefect_tasks import oracle_in_batches
 from tasks.search.black_box import black_box_metrics, per_seed_budget, run_black_box
 from tasks.search.registry import BLACK_BOXES
@@ -75,7 +76,7 @@ class BaselineParameters(_Parameters):
         return self
 
 
-@flow(name="baselines", log_prints=True)
+@flow(name="baselines", log_prints=True, result_serializer=DATA_SERIALIZER)
 def baselines(params: BaselineParameters = BaselineParameters()) -> dict[str, Any]:
     """Run every baseline on the campaign's seeds; return the summary (the ``--json`` document)."""
     started = time.perf_counter()

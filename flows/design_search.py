@@ -10,6 +10,7 @@ from pydantic import Field
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, SearchParameters, _Parameters
 from flows.stages import choose_seeds, design_and_log, prepare_data
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.tracking import Tracker, load_model, resolve_model_uri
 
 
@@ -28,7 +29,7 @@ class DesignParameters(_Parameters):
     parent_run_id: str | None = Field(None, description="nest the MLflow run under this run")
 
 
-@flow(name="design-search", log_prints=True)
+@flow(name="design-search", log_prints=True, result_serializer=DATA_SERIALIZER)
 def design_search(params: DesignParameters) -> dict[str, Any]:
     """Seeds come from ``data.seeds_file`` or, as in training, from the labelled pool (cached labels).
 

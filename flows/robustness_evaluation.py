@@ -34,6 +34,7 @@ from torch import nn
 
 from tasks import robustness as rb
 from tasks import robustness_plots as plots
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.attacks.base import cross_entropy_loss, prediction_loss
 from tasks.attacks.transfer import TransferAttack, train_substitute
 from tasks.classifiers import ClassificationData, accuracy, build_architecture, load_classification_data
@@ -409,7 +410,8 @@ def _markdown(dataset: str, results: list[DefenseResult], checks: dict[str, dict
 
 
 # -- the flow -------------------------------------------------------------------------------------------------------
-@flow(name="robustness-evaluation", log_prints=True, validate_parameters=True)
+@flow(name="robustness-evaluation", log_prints=True, validate_parameters=True,
+      result_serializer=DATA_SERIALIZER)
 def robustness_evaluation(
     dataset: Literal["digits", "mnist"] = "digits",
     model_uri: str | None = None,

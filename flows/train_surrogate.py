@@ -11,6 +11,7 @@ from pydantic import Field
 from designers import make_designer
 from flows.parameters import DataParameters, DefenseName, DesignerParameters, SurrogateParameters, _Parameters
 from flows.stages import prepare_data, train_and_log
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.tracking import Tracker
 from tasks.training import DEFENSES
 
@@ -28,7 +29,7 @@ class TrainParameters(_Parameters):
                           "version (off: the version is registered, what loads by alias is unchanged)")
 
 
-@flow(name="train-surrogate", log_prints=True)
+@flow(name="train-surrogate", log_prints=True, result_serializer=DATA_SERIALIZER)
 def train_surrogate(params: TrainParameters = TrainParameters()) -> dict[str, Any]:
     """Label data (cached), train (cached), log; returns the MLflow run id, the versioned model URI
     (``models:/NAME/N``) and held-out metrics."""

@@ -37,6 +37,7 @@ from flows.parameters import (CampaignParameters, DataParameters, DefenseName, D
                               SearchParameters, SurrogateParameters, _Parameters)
 from flows.stages import (DesignData, Seeds, choose_seeds, design_and_log, prepare_data, regression_metrics,
                           run_logger, training_config)
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.prefect_tasks import train_surrogate_task
 from tasks.tracking import Tracker
 from tasks.training import TrainingDiverged
@@ -338,7 +339,7 @@ def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData,
     return objective
 
 
-@flow(name="tune-surrogate", log_prints=True)
+@flow(name="tune-surrogate", log_prints=True, result_serializer=DATA_SERIALIZER)
 def tune(params: TuneParameters = TuneParameters()) -> dict[str, Any]:
     """Add ``n_trials`` trials to the study (created or resumed) and return the summary (the ``--json``)."""
     started = time.perf_counter()
