@@ -74,6 +74,8 @@ class DesignLoop(Searcher):
         self.radius: torch.Tensor | None = None
         self._rows: dict[str, torch.Tensor] = {}
         self._infeasible: set[tuple[int, str]] = set()
+        #: (seed, token row) pairs never worth ranking again: infeasible, already verified, the seed, or a repeat.
+        self._spent: set[tuple[int, bytes]] = set()
         self._decoded: dict[bytes, Any] = {}
 
     # -- ask ----------------------------------------------------------------------------------------------------
@@ -191,24 +193,35 @@ class DesignLoop(Searcher):
         """
         designer = state.designer
         keep = self.config.batch_per_seed * self.config.spares
+        raw = None
+        if candidates.dtype == torch.long:  # token rows: drop the ones already found infeasible, verified or stale
+            raw = [row.tobytes() for row in candidates.numpy()]
+            spent = torch.tensor([(seed, r) in self._spent for seed, r in zip(seed_of.tolist(), raw)], dtype=torch.bool)
+            acquisition = acquisition.masked_fill(spent, -torch.inf)
         order = torch.argsort(acquisition, descending=True)
+        order = order[torch.isfinite(acquisition[order])]
         order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
         rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
         chosen = order[rank < keep * self.config.check_pool]
         decoded = self._decode(designer, candidates[chosen])
         owners, predicted = seed_of[chosen].tolist(), mean[chosen].tolist()
         keys = [designer.key(d) for d in decoded]
+        chosen_raw = [raw[j] for j in chosen.tolist()] if raw is not None else None
         fresh, seen = [], set()
         for j, (key, seed) in enumerate(zip(keys, owners)):
             if key and key != state.seed_keys[seed] and key not in state.scores[seed] \
                     and (seed, key) not in self._infeasible and (seed, key) not in seen:
                 seen.add((seed, key))
                 fresh.append(j)
+            elif chosen_raw is not None:
+                self._spent.add((seed, chosen_raw[j]))
         if fresh:
             report = designer.constraints([decoded[j] for j in fresh], [state.seeds[owners[j]] for j in fresh])
             for j, ok in zip(fresh, report.satisfied):
                 if not ok:
                     self._infeasible.add((owners[j], keys[j]))
+                    if chosen_raw is not None:
+                        self._spent.add((owners[j], chosen_raw[j]))
             fresh = [j for j, ok in zip(fresh, report.satisfied) if ok]
         proposals: dict[int, Proposal] = {}
         for j in fresh:
