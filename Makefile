@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow ui bench bench-oracles serve clean
+.PHONY: venv demo test test-slow ui dashboard bench bench-oracles serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-slow: venv  ## long physics and benchmark tests
 
 ui: venv  ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/advdesign ui
+
+dashboard: venv  ## optuna-dashboard on http://127.0.0.1:8080 for `advdesign tune`'s studies (installed on first use)
+	test -x $(BIN)/optuna-dashboard || $(BIN)/python -m pip install -q optuna-dashboard
+	$(BIN)/advdesign dashboard
 
 # The issue's three benchmarks at their documented sizes (about 75 min on 2 cores), each writing its JSON into
 # benchmarks/results/ and its runs into the project's MLflow store (`make ui`), then the README's tables

@@ -169,6 +169,41 @@ def run_ui(args: argparse.Namespace, params: Any) -> int:
     return 0
 
 
+def optuna_storage(tracking_uri: str | None) -> str:
+    """Where ``advdesign tune`` keeps its studies by default (``flows.tune.default_storage``): ``optuna.db``
+    beside a SQLite MLflow store, else in the project folder."""
+    from pathlib import Path
+
+    uri = environment.tracking_uri(tracking_uri)
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else environment.PROJECT_ROOT
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def run_dashboard(args: argparse.Namespace, params: Any) -> int:
+    from pathlib import Path
+
+    from tasks.tracking import check_database_url
+
+    storage = args.storage or optuna_storage(args.tracking_uri)
+    check_database_url(storage, "--storage (Optuna)")
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"no Optuna studies in {storage}: run `advdesign tune` first, or give --storage")
+    program = Path(sys.executable).parent / "optuna-dashboard"
+    if not program.exists():
+        raise ValueError("advdesign dashboard needs optuna-dashboard: pip install optuna-dashboard (or make dashboard)")
+    print(f"optuna-dashboard on http://127.0.0.1:{args.port} for {storage}", flush=True)
+    os.execv(str(program), [str(program), storage, "--host", "127.0.0.1", "--port", str(args.port)])
+    return 0
+
+
+def _dashboard_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=port_number, default=8080, help="[default 8080]")
+    parser.add_argument("--storage", metavar="URL", help="Optuna storage URL [default: optuna.db beside the MLflow "
+                        "store, where `advdesign tune` keeps its studies]")
+    parser.add_argument("--tracking-uri", metavar="URI", help="the MLflow store whose optuna.db to open [default: "
+                        "MLFLOW_TRACKING_URI or the project's SQLite store]")
+
+
 def _campaign_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
                         help="where tasks run: threads in this process, or a Dask cluster [default threads]")
@@ -211,6 +246,8 @@ def commands() -> dict[str, Command]:
         "render": cli_render.COMMAND,
         "ui": Command("ui", "start the MLflow UI on 127.0.0.1 against the project's tracking store", run_ui,
                       extra=_ui_options, json=False),
+        "dashboard": Command("dashboard", "start optuna-dashboard on 127.0.0.1 on the tuning studies (axes named by "
+                             "each study's metric)", run_dashboard, extra=_dashboard_options, json=False),
     }
 
 

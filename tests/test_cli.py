@@ -147,7 +147,8 @@ def test_the_cli_modules_import_no_cycle():
 
 
 def test_one_dispatch_table_holds_every_subcommand():
-    assert list(cli.commands()) == ["campaign", "train", "design", "tune", "baselines", "evaluate", "render", "ui"]
+    assert list(cli.commands()) == ["campaign", "train", "design", "tune", "baselines", "evaluate", "render", "ui",
+                                    "dashboard"]
     parser = build_parser()
     for name in ("campaign", "train", "design", "tune", "baselines", "evaluate"):
         argv = [name, "--model", "models:/m@fgsm"] if name == "design" else [name]

@@ -153,3 +153,26 @@ def test_an_implausible_search_radius_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="advdesign"):
         assert SearchParameters(eps=1e9).eps == 1e9
     assert any("holds the whole design box" in r.getMessage() for r in caplog.records)
+
+
+def test_dashboard_opens_tunes_storage_on_loopback_or_fails_in_one_line(tmp_path, monkeypatch, capsys):
+    from advdesign import cli
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["dashboard", "--tracking-uri", store]) == 2  # no studies yet
+    assert "no Optuna studies in sqlite:///" in capsys.readouterr().err
+    assert main(["dashboard", "--storage", "bad://x"]) == 2
+    assert "unsupported scheme 'bad'" in capsys.readouterr().err
+    (tmp_path / "optuna.db").write_bytes(b"")
+    started = []
+    monkeypatch.setattr(cli.os, "execv", lambda program, argv: started.append(argv))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "optuna-dashboard").write_text("")
+    monkeypatch.setattr(cli.sys, "executable", str(fake / "python"))
+    assert main(["dashboard", "--tracking-uri", store, "--port", "8123"]) == 0
+    assert started == [[str(fake / "optuna-dashboard"), f"sqlite:///{tmp_path / 'optuna.db'}", "--host", "127.0.0.1",
+                        "--port", "8123"]]
+    (fake / "optuna-dashboard").unlink()
+    assert main(["dashboard", "--tracking-uri", store]) == 2
+    assert "pip install optuna-dashboard" in capsys.readouterr().err
