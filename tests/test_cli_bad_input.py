@@ -77,6 +77,8 @@ BAD_INVOCATIONS = [
     (["campaign", "--tracking-uri", "postgresql+psycopg2://u:secret@127.0.0.1:9/db"],
      r"postgresql\+psycopg2://u:\*\*\*@127.0.0.1:9/db: (the database driver 'psycopg2' is not installed "
      r"\(pip install 'psycopg2-binary'\)|database server 127.0.0.1:9 is unreachable)"),
+    (["train", "--tracking-uri", "postgresql+psycopg://u@127.0.0.1:9/db"],  # a dead port: one try, not 2 min
+     r"postgresql\+psycopg://u@127.0.0.1:9/db: (database server 127.0.0.1:9 is unreachable|the database driver)"),
     (["baselines", "--tracking-uri", "sqlite:////no-such-folder/mlflow.db"], r"folder /no-such-folder does not exist"),
     (["evaluate", "--tracking-uri", "foo://bar"], r"unsupported scheme 'foo'"),
     (["ui", "--tracking-uri", "foo://bar"], r"unsupported scheme 'foo'"),
