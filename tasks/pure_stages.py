@@ -117,8 +117,15 @@ def read_seed_file(designer: Designer, path: str) -> tuple[list[Any], list[str]]
         try:
             designs.append(designer.parse(line))
         except ValueError as exc:
-            errors.append(f"{path}:{number}: {exc}")
+            errors.append(f"{path}:{number}: {_clipped(str(exc))}")
     return designs, errors
+
+
+def _clipped(text: str, limit: int = 200) -> str:
+    """A message that quotes a line of a user's file, cut to ``limit`` characters: a 4 KB line is not copied into
+    the logs, MLflow and the JSON."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def split_encodable(designer: Designer, designs: list[Any]) -> tuple[list[Any], list[str]]:

@@ -178,3 +178,14 @@ def test_dashboard_opens_tunes_storage_on_loopback_or_fails_in_one_line(tmp_path
     (fake / "optuna-dashboard").unlink()
     assert main(["dashboard", "--tracking-uri", store]) == 2
     assert "pip install optuna-dashboard" in capsys.readouterr().err
+
+
+def test_a_long_bad_seed_line_is_named_not_copied_whole(tmp_path):
+    from designers import make_designer
+    from tasks.pure_stages import read_seed_file
+
+    seeds = tmp_path / "seeds.smi"
+    seeds.write_text("CCO\n" + "C1(" * 2000 + "\n")
+    designs, errors = read_seed_file(make_designer("molecule"), str(seeds))
+    assert len(designs) == 1 and len(errors) == 1
+    assert errors[0].startswith(f"{seeds}:2: ") and len(errors[0]) < 250 + len(str(seeds))
