@@ -47,7 +47,7 @@ class Ensemble(nn.Module):
         out = []
         for member in self.members:
             first, rest = member.net[1], member.net[2:]
-            table = first.weight.t()                                          # (L·V, hidden)
+            table = first.weight.t().contiguous()                             # (L·V, hidden), rows gathered
             parts = []
             for start in range(0, len(rows), chunk):
                 index = rows[start:start + chunk] + offsets

@@ -1,0 +1,101 @@
+"""Speed of one design-loop round on molecules: proposals and exact scoring for S seeds × K candidates, and the
+round's parts beside the oracle's own cost.
+
+Times, best of ``--repeats``, on one process:
+* ``proposals_and_exact_scoring_seconds`` — the gradient of the ensemble at every incumbent, HotFlip scores of
+  every edit, the Gumbel-top-k draw, the multi-edit combinations and the exact forward pass of every member on
+  every candidate (:meth:`DesignLoop._token_candidates`); the issue's target is ≤ 2 s for 800 × 512 on 2 cores;
+* ``screening_seconds`` — decoding the best candidates, constraint checks (similarity) and the hand-over;
+* ``finetune_seconds`` — one round's fine-tuning of every member (S × q new designs beside the replayed ones);
+* ``oracle_seconds_per_round`` — the true oracle on a round's batch (S × q designs), to read the loop's own share
+  of a round against (target: ≤ 10 % of a round).
+
+    python benchmarks/loop_round_speed.py [--seeds 800] [--candidates 512] [--members 4] [--json-out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=800)
+    parser.add_argument("--candidates", type=int, default=512, help="proposals per seed (one incumbent each)")
+    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--batch-per-seed", type=int, default=5)
+    parser.add_argument("--n-labelled", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from designers import make_designer
+    from tasks.ensemble import fine_tune, train_ensemble
+    from tasks.search.base import SearchState
+    from tasks.search.design_loop import DesignLoop, LoopConfig
+    from tasks.training import Defense, TrainingConfig
+
+    torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()[0]
+    designer = make_designer("molecule")
+    data = designer.sample(args.n_labelled, np.random.default_rng(0))
+    labels = designer.oracle(data)
+    ok = [i for i, f in enumerate(labels.failures) if f is None]
+    x = designer.encode([data[i] for i in ok])
+    y = torch.tensor(labels.scores[ok], dtype=torch.float32)
+    config = TrainingConfig(epochs=2, batch_size=128, defense=Defense("none"))
+    ensemble, _ = train_ensemble(designer.input_shape, (256, 128), config, args.members, x, y, x[:0], y[:0])
+    seeds = designer.sample(args.seeds, np.random.default_rng(1))
+    oracle_started = time.perf_counter()
+    seed_scores = designer.oracle(seeds).scores
+    oracle_seconds = (time.perf_counter() - oracle_started) * args.batch_per_seed  # a round sends S × q designs
+    loop = DesignLoop(ensemble, config, x, y, LoopConfig(proposals_per_incumbent=args.candidates, population=1,
+                                                         batch_per_seed=args.batch_per_seed, finetune_epochs=1))
+    state = SearchState(designer, seeds, seed_scores, 100)
+    owner = torch.arange(args.seeds)
+
+    def best_of(run, repeats=args.repeats):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            out = run()
+            times.append(time.perf_counter() - started)
+        return min(times), out
+
+    proposal_seconds, (candidates, seed_of, acquisition, mean) = best_of(
+        lambda: loop._token_candidates(designer, seeds, owner))
+    # Screening once: a second pass would find its decodes cached and its rejects remembered.
+    screening_seconds, _ = best_of(lambda: loop._best_per_seed(state, candidates, seed_of, acquisition, mean), 1)
+    # A round fine-tunes on its S × q new designs beside `replay` old points, for `finetune_epochs` epochs.
+    rows = min(len(x), LoopConfig.replay + args.seeds * args.batch_per_seed)
+    finetune_seconds, _ = best_of(lambda: fine_tune(ensemble, config, LoopConfig.finetune_epochs, x[:rows], y[:rows]))
+    loop_seconds = proposal_seconds + screening_seconds + finetune_seconds
+    result = {
+        "seeds": args.seeds, "candidates_per_seed": args.candidates, "members": args.members,
+        "candidates_scored": int(len(candidates)), "threads": args.threads, "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg()[0],
+        "proposals_and_exact_scoring_seconds": round(proposal_seconds, 3),
+        "screening_seconds": round(screening_seconds, 3), "finetune_seconds": round(finetune_seconds, 3),
+        "oracle_seconds_per_round": round(oracle_seconds, 3),
+        "loop_share_of_round": round(loop_seconds / (loop_seconds + oracle_seconds), 3),
+        "targets": {"proposals_and_exact_scoring_seconds": 2.0, "loop_share_of_round": 0.10},
+    }
+    text = json.dumps(result, indent=2)
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            handle.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
