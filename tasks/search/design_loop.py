@@ -43,7 +43,7 @@ class LoopConfig:
     proposals_per_incumbent: int = 256
     population: int = 4
     temperature: float = 1.0
-    max_edits: int = 3
+    max_edits: int = 1
     finetune_epochs: int = 3
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
