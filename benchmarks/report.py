@@ -123,9 +123,52 @@ def lbm_gpu(result: dict[str, Any]) -> str:
             f"(~{1 / per['coarse']:.0f} blueprints/s).")
 
 
+# -- 0. the design loop against the hill-climber ----------------------------------------------------------------
+def design_loop(result: dict[str, Any]) -> str:
+    settings = result["settings"]
+    rows = []
+    for delta, block in result["deltas"].items():
+        target = block.get("target")
+        for method, m in block["methods"].items():
+            if "error" in m:
+                rows.append([f"δ = {delta}", method, f"failed: {m['error']}", "", "", "", "", ""])
+                continue
+            curve = ", ".join(f"{c}: {v:+.2f}" for c, v in m["anytime"].items())
+            charged = (f"{m['search_oracle_calls_per_seed_mean']:.1f} + {m['labelling_oracle_calls_per_seed']:.0f}"
+                       if m["labelling_oracle_calls_per_seed"] else f"{m['search_oracle_calls_per_seed_mean']:.1f}")
+            rows.append([f"δ = {delta}", method, f"**{m['improvement_mean']:+.2f}** ± {m['improvement_std']:.2f}",
+                         pct(m["success_rate"]), charged, curve,
+                         "" if m.get("designs_qed_mean") is None else f"{m['designs_qed_mean']:.2f}",
+                         "" if target is None else f"≥ {target:.1f}"])
+    return (f"**0. The design loop against the hill-climber** (`benchmarks/design_loop.py`; constrained penalized "
+            f"logP, the {settings['n_seeds']} lowest-plogP seeds of the held-out MOSES pool, ≤ "
+            f"{settings['calls_per_seed']} search calls a seed, 5 a round, the same seeds, constraints and driver for "
+            f"every method; the loop's surrogates learn from {settings['n_labelled']:,} labelled molecules, charged "
+            "as `search + labelling` calls a seed; improvement over **all** seeds, 0 for a seed without a better "
+            "feasible design):\n\n"
+            + table(["δ", "method", "improvement", "success", "calls / seed", "anytime (calls: improvement)",
+                     "QED", "target"], rows))
+
+
+def loop_round_speed(result: dict[str, Any]) -> str:
+    return (f"**Design-loop round speed** (`benchmarks/loop_round_speed.py`, {result['threads']} threads, load "
+            f"{result['load_average_at_start']:.1f} at start): {result['seeds']} seeds × "
+            f"{result['candidates_per_seed']} candidates, {result['members']} members — proposals and exact scoring "
+            f"{result['proposals_and_exact_scoring_seconds']:.1f} s (target ≤ "
+            f"{result['targets']['proposals_and_exact_scoring_seconds']:.0f} s for 800 × 512), screening "
+            f"(decoding, constraints) {result['screening_seconds']:.1f} s, fine-tuning "
+            f"{result['finetune_seconds']:.1f} s, against {result['oracle_seconds_per_round']:.1f} s of the "
+            f"molecule oracle per round: the loop's own share of a round is "
+            f"{pct(result['loop_share_of_round'])} (target ≤ {pct(result['targets']['loop_share_of_round'])}).")
+
+
 #: (results file, the command that measures it, renderer, its arguments), in the README's order. A section without
 #: a command is an extra measurement, shown when present (the GPU runs need a machine this project cannot assume).
 SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
+    ("design_loop_plogp.json", "python benchmarks/design_loop.py --json-out benchmarks/results/design_loop_plogp.json",
+     design_loop, ()),
+    ("loop_round_speed.json", "python benchmarks/loop_round_speed.py --json-out benchmarks/results/loop_round_speed.json",
+     loop_round_speed, ()),
     ("constrained_plogp.json", "python benchmarks/constrained_plogp.py --json-out benchmarks/results/constrained_plogp.json",
      constrained_plogp, ()),
     ("equal_budget_molecule.json", "python benchmarks/equal_budget.py --output-dir benchmarks/results",

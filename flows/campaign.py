@@ -20,6 +20,7 @@ from flows.loop import loop_and_log
 from flows.parameters import CampaignParameters
 from flows.stages import (DesignData, Seeds, run_logger, add_verified_designs, choose_seeds, design_and_log,
                           prepare_data, train_and_log)
+from tasks.result_serializer import DATA_SERIALIZER
 from tasks.search.anytime_plot import anytime_figure, plt
 from tasks.tracking import Tracker, applicable_params
 from tasks.training import TrainingDiverged
@@ -115,7 +116,7 @@ def _log_anytime(tracker: Tracker, run_id: str, designer: str, results: dict[str
     plt.close(figure)
 
 
-@flow(name="campaign", log_prints=True)
+@flow(name="campaign", log_prints=True, result_serializer=DATA_SERIALIZER)
 def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any]:
     """Run the campaign and return its summary (the ``--json`` document)."""
     started = time.perf_counter()
@@ -149,6 +150,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
                                          if isinstance(v, (int, float))})
         summary = {
             "designer": designer.name,
+            "objective": getattr(designer, "objective", None),
             "search": params.search.strategy,
             "oracle_calls": oracle_calls,
             "labelling_oracle_calls": data.oracle_calls,

@@ -138,7 +138,7 @@ def test_the_cli_gives_a_car_tune_the_car_quick_preset(monkeypatch, tracking_uri
 
 
 @pytest.mark.parametrize("argv, culprit", [
-    (["--designer", "car", "--objective", "qed"], "--objective is a molecule option; --designer car"),
+    (["--designer", "car", "--objective", "qed"], "unknown car objective 'qed'; choose one of top_speed, drag_area"),
     (["--designer", "car", "--max-sa", "3"], "--max-sa is a molecule option"),
     (["--resolution", "fine"], "--resolution is a car option; --designer molecule"),
     (["--designer", "car", "--budget", "8"], "--budget"),
