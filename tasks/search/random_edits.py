@@ -19,6 +19,8 @@ class RandomEdits(TokenSearcher):
 
     def ask(self, state: SearchState) -> list[Proposal]:
         seeds = active_seeds(state)
+        if not len(seeds):
+            return []
         owner = np.repeat(seeds, self.batch_per_seed)
         parents = self.rows(state.designer, [state.seeds[i] for i in owner])
         return self.proposals(owner, self.mutate(state.designer, parents, self.max_edits))
