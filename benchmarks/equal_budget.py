@@ -21,7 +21,8 @@ Methods:
   an L∞ ball of ``--restart-radius`` on a ``--restart-fraction`` of the positions; on molecules radius 1 on ~4 %
   of the positions, i.e. random neighbours one or two token edits away), all in one batched tensor. Every distinct
   constraint-satisfying design met on any trajectory is a candidate; candidates are ranked by the surrogate's
-  prediction and verified in that order, so the k-th verified design is the k-th oracle call. When the
+  prediction and verified in that order, so the k-th verified design is the k-th oracle call
+  (:class:`tasks.search.one_shot.OneShotGradient`, run by the same budgeted driver as the others). When the
   trajectories meet fewer candidates than the largest C, the calls actually spent are reported
   (``calls_per_seed``) and the curve stays flat after them.
 * the black boxes, each a registered searcher (:mod:`tasks.search.registry`) run by the one budgeted driver
@@ -202,42 +203,24 @@ EMPTY = pd.DataFrame(columns=["seed_index", "call", "true_score", "oracle_failur
 
 
 # -- gradient search as an anytime method -------------------------------------------------------------------------
-def gradient_candidates(designer, model, seeds, search, restarts: int, radius: float, seed: int,
-                        fraction: float = 1.0) -> pd.DataFrame:
-    """Every distinct constraint-satisfying design the restarted gradient search met, per start, ranked by the
-    surrogate: column ``call`` is the oracle call (1-based, per start) that verifies it."""
-    import torch
+def run_gradient(designer, model, seeds, search, restarts: int, radius: float, seed: int, fraction: float,
+                 calls_per_seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Gradient search from every start under ``calls_per_seed``: :class:`tasks.search.one_shot.OneShotGradient`
+    (one batched search over every start and restart, the distinct constraint-satisfying designs ranked by the
+    surrogate) in the one budgeted driver, all of a start's calls in one round (one oracle call for every start, as
+    the design is verified in the surrogate's order whatever the batch). Returns the verified designs (column
+    ``call``: the k-th call verifies the k-th best candidate) and the candidates each start's trajectories met."""
+    from tasks.search.driver import run_search
+    from tasks.search.one_shot import OneShotGradient, search_config
 
-    from tasks.candidates import decode_trajectory
-    from tasks.search.gradient import SearchConfig, gradient_search, random_starts
-
-    x0 = designer.encode(seeds.designs)
-    centres, starts, origin = random_starts(x0, restarts, radius, designer.project,
-                                            torch.Generator().manual_seed(seed), designer.lower, designer.upper,
-                                            fraction)
-    discretize = getattr(designer, "discretize", None)
-    discretize = (lambda x: x) if discretize is None else partial(discretize, reference=centres)
-    config = SearchConfig(method=search.method, steps=search.steps, step_size=search.step_size, eps=float("inf") if search.eps is None else search.eps)
-    trajectory = gradient_search(model, centres, config, designer.project, discretize, designer.lower,
-                                 designer.upper, start=starts)
-    table = decode_trajectory(designer, trajectory, [seeds.designs[i] for i in origin.tolist()])
-    table["seed_index"] = origin.numpy()[table["seed_index"].to_numpy()]
-    table = table[table["constraint_satisfied"]]
-    # A design met from several restarts of one start is one candidate (its prediction is the same point's).
-    table = table.sort_values(["seed_index", "predicted"], ascending=[True, False], kind="stable")
-    table = table.drop_duplicates(["seed_index", "design"]).reset_index(drop=True)
-    table["call"] = table.groupby("seed_index").cumcount() + 1
-    return table
-
-
-def verify_in_order(designer, candidates: pd.DataFrame, calls_per_seed: int) -> pd.DataFrame:
-    """The oracle scores each start's first ``calls_per_seed`` candidates (in ranking order; one batched call,
-    which gives the same scores as calling them one by one)."""
-    chosen = candidates[candidates["call"] <= calls_per_seed].reset_index(drop=True)
-    before = designer.oracle_calls
-    result = designer.oracle([designer.parse(k) for k in chosen["design"]])
-    assert designer.oracle_calls - before == len(chosen)
-    return chosen.assign(true_score=result.scores, oracle_failure=result.failures)
+    searcher = OneShotGradient(model, search_config(search), restarts=restarts, radius=radius, fraction=fraction,
+                               batch_per_seed=max(calls_per_seed, 1), seed=seed)
+    if calls_per_seed > 0:
+        verified = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed).table
+    else:  # the charged labelling used the budget up: the candidates are still counted
+        searcher.rank(designer, seeds.designs)
+        verified = EMPTY
+    return verified, searcher.candidates_per_seed(len(seeds.designs))
 
 
 def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int, calls_per_seed: int
@@ -470,11 +453,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                     data.data_id, defense, tuple(designer.input_shape), tuple(surrogate_params.hidden),
                     training_config(surrogate_params, defense, repeat), data.x_train, data.y_train, data.x_val,
                     data.y_val, data.x_unlabelled if defense == "vat" else None, designer.lower, designer.upper)
-                candidates = gradient_candidates(designer, model, seeds, search_params, args.restarts,
-                                                 args.restart_radius, repeat, args.restart_fraction)
-                available = candidates.groupby("seed_index").size().reindex(range(n_seeds), fill_value=0)
                 calls = min(top, args.max_calls.get(f"gradient/{defense}", top)) - offset
-                verified = verify_in_order(designer, candidates, calls) if calls > 0 else candidates[:0]
+                verified, available = run_gradient(designer, model, seeds, search_params, args.restarts,
+                                                   args.restart_radius, repeat, args.restart_fraction, calls)
                 record(f"gradient/{defense}", repeat, verified, time.perf_counter() - method_started,
                        candidates_per_seed_min=int(available.min()),
                        candidates_per_seed_mean=float(available.mean()),

@@ -40,7 +40,7 @@ class Linear(torch.nn.Module):
         return (x * self.w).sum(dim=(1, 2))
 
 
-def test_gradient_candidates_are_distinct_feasible_and_ranked_by_the_surrogate():
+def test_gradient_candidates_are_distinct_feasible_ranked_by_the_surrogate_and_verified_in_that_order():
     from designers.molecule import MoleculeDesigner
     from flows.parameters import SearchParameters
     from flows.stages import Seeds
@@ -49,17 +49,24 @@ def test_gradient_candidates_are_distinct_feasible_and_ranked_by_the_surrogate()
     starts = designer.sample(2, np.random.default_rng(5))
     seeds = Seeds(starts, designer.oracle(starts).scores)
     model = Linear(designer.input_shape)
-    table = equal_budget.gradient_candidates(designer, model, seeds, SearchParameters(steps=8), restarts=6,
-                                             radius=1.0, seed=0, fraction=0.04)
-    assert len(table) and set(table["seed_index"]) <= {0, 1}
-    assert not table.duplicated(["seed_index", "design"]).any()
-    assert (table["design"] != table["seed"]).all() and table["constraint_satisfied"].all()
-    for _, group in table.groupby("seed_index"):
-        assert group["call"].tolist() == list(range(1, len(group) + 1))
-        assert group["predicted"].is_monotonic_decreasing
-    verified = equal_budget.verify_in_order(designer, table, 2)
+    before = designer.oracle_calls
+    verified, available = equal_budget.run_gradient(designer, model, seeds, SearchParameters(steps=8), restarts=6,
+                                                    radius=1.0, seed=0, fraction=0.04, calls_per_seed=2)
+    assert designer.oracle_calls - before == len(verified) and len(verified)
+    assert set(verified["seed_index"]) <= {0, 1} and available.shape == (2,)
+    assert not verified.duplicated(["seed_index", "design"]).any()
+    assert (verified["design"] != verified["seed"]).all()
+    designs = [designer.parse(k) for k in verified["design"]]
+    assert all(designer.constraints(designs, [starts[i] for i in verified["seed_index"]]).satisfied)
     assert verified.groupby("seed_index")["call"].max().max() <= 2
     assert verified["true_score"].notna().all()
+    for i, group in verified.sort_values("call").groupby("seed_index"):
+        assert group["call"].tolist() == list(range(1, len(group) + 1)) and len(group) == min(2, available[i])
+        assert group["predicted"].is_monotonic_decreasing
+    # The same ranking without a budget: the candidates themselves.
+    none_verified, same = equal_budget.run_gradient(designer, model, seeds, SearchParameters(steps=8), restarts=6,
+                                                    radius=1.0, seed=0, fraction=0.04, calls_per_seed=0)
+    assert len(none_verified) == 0 and (same == available).all()
 
 
 @pytest.mark.parametrize("argv, expected", [

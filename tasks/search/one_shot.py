@@ -32,6 +32,12 @@ from tasks.search.base import INFEASIBLE, REPEATED, UNCHANGED, Proposal, SearchS
 from tasks.search.gradient import SearchConfig, gradient_search, random_starts
 
 
+def search_config(params: Any) -> SearchConfig:
+    """The gradient search of a :class:`flows.parameters.SearchParameters` (``eps`` None: no ball)."""
+    return SearchConfig(method=params.method, steps=params.steps, step_size=params.step_size,
+                        eps=float("inf") if params.eps is None else params.eps)
+
+
 class OneShotGradient(Searcher):
     """Gradient trajectories from every seed, verified in the surrogate's order; see the module's docstring.
 
