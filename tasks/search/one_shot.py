@@ -89,9 +89,11 @@ class OneShotGradient(Searcher):
         table = table.drop_duplicates(["seed_index", "design"]).reset_index(drop=True)
         table["rank"] = table.groupby("seed_index").cumcount() + 1
         self.candidates = table
-        self._set_ranking([table.loc[table["seed_index"] == i, "design"].tolist() for i in range(len(seeds))],
-                          [table.loc[table["seed_index"] == i, "predicted"].to_numpy(dtype=float)
-                           for i in range(len(seeds))])
+        groups = dict(iter(table.groupby("seed_index")))
+        empty = table.iloc[:0]
+        per_seed = [groups.get(i, empty) for i in range(len(seeds))]
+        self._set_ranking([g["design"].tolist() for g in per_seed],
+                          [g["predicted"].to_numpy(dtype=float) for g in per_seed])
         return table
 
     def candidates_per_seed(self, n_seeds: int) -> np.ndarray:
@@ -147,5 +149,6 @@ class OneShotGradient(Searcher):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "keys" in state:
-            self._set_ranking([list(k) for k in state["keys"]], [np.asarray(p, dtype=float) for p in state["predicted"]])
+            self._set_ranking([list(k) for k in state["keys"]],
+                              [np.asarray(p, dtype=float) for p in state["predicted"]])
             self._dropped = [set(d) for d in state["dropped"]]
