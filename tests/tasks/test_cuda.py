@@ -2,7 +2,7 @@
 of the defenses' comparison runs everywhere, so its per-defense limits are checked without a GPU too).
 
 These import nothing from Prefect, MLflow or RDKit, so they also run on a bare GPU machine with only torch,
-numpy and scipy: ``python -m pytest --noconftest tests/test_cuda.py tests/test_lbm.py``.
+numpy and scipy: ``python -m pytest --noconftest tests/tasks/test_cuda.py tests/designers/test_lbm.py``.
 """
 
 from __future__ import annotations

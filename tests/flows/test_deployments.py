@@ -12,7 +12,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = PROJECT["deployments"]
 FLOWS = ["flows/campaign.py:campaign", "flows/train_surrogate.py:train_surrogate",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 SPEC = importlib.util.spec_from_file_location(
-    "equal_budget", Path(__file__).resolve().parents[1] / "benchmarks" / "equal_budget.py")
+    "equal_budget", Path(__file__).resolve().parents[2] / "benchmarks" / "equal_budget.py")
 equal_budget = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(equal_budget)
 
@@ -116,7 +116,7 @@ def test_the_car_benchmark_runs_without_prefect_or_mlflow(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     argv = ["--domain", "car", "--resolution", "smoke", "--n-seeds", "2", "--repeats", "2", "--checkpoints", "3,6",
             "--epochs", "2", "--steps", "4", "--restarts", "2", "--device", "cpu", "--max-batch", "64",
             "--no-orchestration", "--lockstep", "--baselines", "random,cmaes", "--loop", "none", "--no-plot",

@@ -14,7 +14,7 @@ from designers.lbm import FlowProblem, simulate
 
 pytestmark = pytest.mark.skipif(not lbm_numba.available(), reason="numba is not installed")
 
-#: The plumbing resolution of tests/test_car.py: ~25× cheaper than coarse.
+#: The plumbing resolution of tests/designers/test_car.py: ~25× cheaper than coarse.
 SMOKE = Resolution(cells_per_metre=4.0, flow_times=12.0, ramp_flow_times=4.0, average_flow_times=4.0)
 
 
