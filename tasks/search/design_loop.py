@@ -48,8 +48,9 @@ class LoopConfig:
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
     spares: int = 4
-    #: Candidates per seed checked against the constraints, as a multiple of ``batch_per_seed * spares``.
-    check_pool: int = 6
+    #: At most this many windows of ``batch_per_seed * spares`` candidates per seed are checked against the
+    #: constraints a round (the next window only for seeds still short of a full batch).
+    check_pool: int = 8
     #: Fine-tuning replays this many original training points beside the verified designs (no forgetting).
     replay: int = 1024
     #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
@@ -109,13 +110,13 @@ class DesignLoop(Searcher):
         x = designer.one_hot(rows).requires_grad_(True)
         self.ensemble.acquisition(x, self.config.beta).sum().backward()
         scores = first_order_scores(x.grad, rows)
-        singles = self._draw(scores, self.config.proposals_per_incumbent - self.config.proposals_per_incumbent // 2)
+        combos = self.config.proposals_per_incumbent // 2 if self.config.max_edits > 1 else 0
+        singles = self._draw(scores, self.config.proposals_per_incumbent - combos)
         n, k = singles.shape
         kind, position, token = edit_of(singles, rows.shape[1], vocabulary)
         single_rows = apply_edits(rows.repeat_interleave(k, 0), kind.reshape(-1, 1), position.reshape(-1, 1),
                                   token.reshape(-1, 1))
-        combos = self.config.proposals_per_incumbent // 2
-        if combos and self.config.max_edits > 1 and k > 1:
+        if combos and k > 1:
             width = min(self.config.max_edits, k)
             pick = torch.rand((n, combos, k), generator=self.generator).topk(width, dim=2).indices  # w distinct edits
             count = torch.randint(2, width + 1, (n, combos, 1), generator=self.generator)
@@ -186,13 +187,15 @@ class DesignLoop(Searcher):
                        acquisition: torch.Tensor, mean: torch.Tensor) -> list[Proposal]:
         """Per seed, the best-acquisition candidates that satisfy the constraints and are new, best first.
 
-        The constraints that need no oracle are checked here on ``check_pool`` times more candidates than are
-        handed over (the driver checks again; the designs it rejects as infeasible are remembered and never
-        checked twice), so a seed whose best-scoring edits are too dissimilar still gets a full batch of feasible
-        ones: on molecules at δ = 0.4 nine in ten of the best-ranked edits fall below the similarity bound.
+        The constraints that need no oracle are checked here, in passes down each seed's ranking: a window of
+        ``batch_per_seed × spares`` candidates per seed at a time, the next window only for the seeds still short
+        of ``batch_per_seed`` feasible ones, at most ``check_pool`` windows a round. (The driver checks again; a
+        design found infeasible is remembered and never ranked again for its seed.) So a seed whose best-scoring
+        edits are too dissimilar still gets a full batch of feasible ones: on molecules at δ = 0.4 nine in ten of
+        the best-ranked edits fall below the similarity bound.
         """
         designer = state.designer
-        keep = self.config.batch_per_seed * self.config.spares
+        window = self.config.batch_per_seed * self.config.spares
         raw = None
         if candidates.dtype == torch.long:  # token rows: drop the ones already found infeasible, verified or stale
             raw = [row.tobytes() for row in candidates.numpy()]
@@ -202,16 +205,34 @@ class DesignLoop(Searcher):
         order = order[torch.isfinite(acquisition[order])]
         order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
         rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
-        chosen = order[rank < keep * self.config.check_pool]
+        proposals: dict[int, Proposal] = {}
+        short = torch.ones(int(seed_of.max()) + 1 if len(seed_of) else 0, dtype=torch.bool)
+        for depth in range(self.config.check_pool):
+            in_window = (rank >= depth * window) & (rank < (depth + 1) * window) & short[seed_of[order]]
+            if not in_window.any():
+                break
+            self._screen_window(state, candidates, order[in_window], seed_of, mean, raw, window, proposals)
+            for seed, p in proposals.items():
+                short[seed] = len(p.designs) < self.config.batch_per_seed
+        for p in proposals.values():
+            p.predicted = np.asarray(p.predicted, dtype=float)
+        return list(proposals.values())
+
+    def _screen_window(self, state: SearchState, candidates: torch.Tensor, chosen: torch.Tensor,
+                       seed_of: torch.Tensor, mean: torch.Tensor, raw: list[bytes] | None, keep: int,
+                       proposals: dict[int, Proposal]) -> None:
+        """Decode ``chosen`` (best first within each seed), check the constraints, add the feasible new ones."""
+        designer = state.designer
         decoded = self._decode(designer, candidates[chosen])
         owners, predicted = seed_of[chosen].tolist(), mean[chosen].tolist()
         keys = [designer.key(d) for d in decoded]
         chosen_raw = [raw[j] for j in chosen.tolist()] if raw is not None else None
-        fresh, seen = [], set()
+        taken = {(seed, designer.key(d)) for seed, p in proposals.items() for d in p.designs}
+        fresh = []
         for j, (key, seed) in enumerate(zip(keys, owners)):
             if key and key != state.seed_keys[seed] and key not in state.scores[seed] \
-                    and (seed, key) not in self._infeasible and (seed, key) not in seen:
-                seen.add((seed, key))
+                    and (seed, key) not in self._infeasible and (seed, key) not in taken:
+                taken.add((seed, key))
                 fresh.append(j)
             elif chosen_raw is not None:
                 self._spent.add((seed, chosen_raw[j]))
@@ -223,15 +244,11 @@ class DesignLoop(Searcher):
                     if chosen_raw is not None:
                         self._spent.add((owners[j], chosen_raw[j]))
             fresh = [j for j, ok in zip(fresh, report.satisfied) if ok]
-        proposals: dict[int, Proposal] = {}
         for j in fresh:
             p = proposals.setdefault(owners[j], Proposal(owners[j], [], []))
             if len(p.designs) < keep:
                 p.designs.append(decoded[j])
                 p.predicted.append(predicted[j])
-        for p in proposals.values():
-            p.predicted = np.asarray(p.predicted, dtype=float)
-        return list(proposals.values())
 
     def _decode(self, designer: Any, points: torch.Tensor) -> list[Any]:
         """Designs of candidate rows; token rows are decoded once and remembered (the same edits of the same
