@@ -145,7 +145,9 @@ def split_encodable(designer: Designer, designs: list[Any]) -> tuple[list[Any], 
 
 
 def choose_seeds(designer: Designer, data: DesignData | None, params: Any, label: Labeller) -> Seeds:
-    """The user's seeds (scored with ``label``), or the lowest-scoring designs of the held-out pool."""
+    """The user's seeds (scored with ``label``), or the lowest-scoring designs of the held-out pool (the
+    constrained-optimisation protocol) — or, **de novo** (no seeds file and a similarity bound δ = 0: nothing to stay
+    near), the best-scoring designs of the labelled pool, from which the search optimises freely."""
     logger = run_logger()
     if params.seeds_file:
         designs, errors = read_seed_file(designer, params.seeds_file)
@@ -166,7 +168,12 @@ def choose_seeds(designer: Designer, data: DesignData | None, params: Any, label
         return Seeds([d for d, k in zip(designs, keep) if k], result.scores[keep], errors)
     if data is None or len(data.pool) == 0:
         raise ValueError("no seeds: the seed pool is empty and no seeds file was given")
-    order = np.argsort(data.pool_scores, kind="stable")[: params.n_seeds]
+    de_novo = getattr(designer, "similarity_threshold", None) == 0
+    scores = np.nan_to_num(data.pool_scores, nan=np.inf if not de_novo else -np.inf)
+    order = np.argsort(-scores if de_novo else scores, kind="stable")[: params.n_seeds]
+    if de_novo:
+        logger.info("de novo: similarity bound 0 and no seeds file; starting from the %d best designs of the "
+                    "labelled pool", len(order))
     return Seeds([data.pool[i] for i in order], data.pool_scores[order])
 
 
