@@ -23,7 +23,8 @@ from pydantic import Field, model_validator
 
 from designers import make_designer
 from flows.parameters import DataParameters, DesignerParameters, _Parameters
-from flows.stages import choose_seeds, prepare_data, run_logger
+from flows.stages import choose_seeds, prepare_data
+from tasks.pure_stages import run_logger
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.prefect_tasks import oracle_in_batches
 from tasks.search.black_box import black_box_metrics, per_seed_budget, run_black_box

@@ -18,8 +18,8 @@ from prefect.artifacts import create_markdown_artifact
 from designers import make_designer
 from flows.loop import loop_and_log
 from flows.parameters import CampaignParameters
-from flows.stages import (DesignData, Seeds, run_logger, add_verified_designs, choose_seeds, design_and_log,
-                          prepare_data, train_and_log)
+from flows.stages import add_verified_designs, choose_seeds, design_and_log, prepare_data, train_and_log
+from tasks.pure_stages import DesignData, Seeds, run_logger
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.search.anytime_plot import anytime_figure, plt
 from tasks.tracking import Tracker, applicable_params

@@ -18,10 +18,8 @@ from designers.base import Designer
 from flows.parameters import DataParameters, SearchParameters, SurrogateParameters
 from tasks.candidates import campaign_metrics, decode_trajectory, select_candidates
 from tasks import pure_stages
-from tasks.prefect_tasks import data_fingerprint, oracle_in_batches, train_surrogate_task
-# The pure cores live in tasks.pure_stages (no Prefect, no MLflow); re-exported here for the flows.
-from tasks.pure_stages import (DesignData, Seeds, read_seed_file, regression_metrics, run_logger,  # noqa: F401
-                               split_encodable, training_config)
+from tasks.prefect_tasks import oracle_in_batches, train_surrogate_task
+from tasks.pure_stages import DesignData, Seeds, data_fingerprint, regression_metrics, split_encodable, training_config
 from tasks.search.gradient import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
 from tasks.tracking import Tracker, applicable_params
@@ -125,8 +123,7 @@ def design_and_log(
                           eps=float("inf") if params.eps is None else params.eps)  # None: no ball
     tracker.log_params(run_id, {f"search.{k}": v for k, v in params.model_dump().items()})
     x0 = designer.encode(seeds.designs)
-    discretize = getattr(designer, "discretize", None)
-    discretize = (lambda x: x) if discretize is None else partial(discretize, reference=x0)
+    discretize = partial(designer.discretize, reference=x0)
     trajectory = gradient_search(model, x0, config, designer.project, discretize, designer.lower, designer.upper)
     table = decode_trajectory(designer, trajectory, seeds.designs)
     satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
@@ -140,9 +137,8 @@ def design_and_log(
     at_start = trajectory.step.numpy() == 0
     seed_predicted[trajectory.seed_index.numpy()[at_start]] = trajectory.predicted.numpy()[at_start]
     candidates["seed_score"] = seeds.scores[candidates["seed_index"].to_numpy()] if len(candidates) else []
-    report = getattr(designer, "report", None)
-    if report is not None and len(candidates):
-        for name, values in report(list(candidates["design"])).items():
+    if len(candidates):
+        for name, values in designer.report(list(candidates["design"])).items():
             candidates[name] = values
     metrics = campaign_metrics(candidates, seeds.scores, seed_predicted, satisfied_fraction)
     metrics["oracle_calls"] = len(result)

@@ -35,8 +35,8 @@ from advdesign.environment import PROJECT_ROOT, tracking_uri as default_tracking
 from designers import make_designer
 from flows.parameters import (CampaignParameters, DataParameters, DefenseName, DesignerParameters,
                               SearchParameters, SurrogateParameters, _Parameters)
-from flows.stages import (DesignData, Seeds, choose_seeds, design_and_log, prepare_data, regression_metrics,
-                          run_logger, training_config)
+from flows.stages import choose_seeds, design_and_log, prepare_data
+from tasks.pure_stages import DesignData, Seeds, regression_metrics, run_logger, training_config
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.prefect_tasks import train_surrogate_task
 from tasks.tracking import Tracker

@@ -18,7 +18,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from designers.base import Designer, OracleResult
 from tasks.ensemble import Ensemble, train_ensemble
-from tasks.pure_stages import data_fingerprint, train_surrogate  # noqa: F401  (data_fingerprint: re-exported)
+from tasks.pure_stages import train_surrogate
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.surrogate import Surrogate
 from tasks.training import TrainingConfig, TrainingHistory

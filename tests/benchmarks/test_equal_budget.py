@@ -43,7 +43,7 @@ class Linear(torch.nn.Module):
 def test_gradient_candidates_are_distinct_feasible_ranked_by_the_surrogate_and_verified_in_that_order():
     from designers.molecule import MoleculeDesigner
     from flows.parameters import SearchParameters
-    from flows.stages import Seeds
+    from tasks.pure_stages import Seeds
 
     designer = MoleculeDesigner(workers=1)
     starts = designer.sample(2, np.random.default_rng(5))
