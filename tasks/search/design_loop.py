@@ -50,7 +50,7 @@ class LoopConfig:
     spares: int = 4
     #: At most this many windows of ``batch_per_seed * spares`` candidates per seed are checked against the
     #: constraints a round (the next window only for seeds still short of a full batch).
-    check_pool: int = 8
+    check_pool: int = 16
     #: Fine-tuning replays this many original training points beside the verified designs (no forgetting).
     replay: int = 1024
     #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
@@ -78,6 +78,7 @@ class DesignLoop(Searcher):
         #: (seed, token row) pairs never worth ranking again: infeasible, already verified, the seed, or a repeat.
         self._spent: set[tuple[int, bytes]] = set()
         self._decoded: dict[bytes, Any] = {}
+        self.heat: torch.Tensor | None = None
 
     # -- ask ----------------------------------------------------------------------------------------------------
     def ask(self, state: SearchState) -> list[Proposal]:
@@ -111,7 +112,7 @@ class DesignLoop(Searcher):
         self.ensemble.acquisition(x, self.config.beta).sum().backward()
         scores = first_order_scores(x.grad, rows)
         combos = self.config.proposals_per_incumbent // 2 if self.config.max_edits > 1 else 0
-        singles = self._draw(scores, self.config.proposals_per_incumbent - combos)
+        singles = self._draw(scores, self.config.proposals_per_incumbent - combos, self._heat(owner)[:, None])
         n, k = singles.shape
         kind, position, token = edit_of(singles, rows.shape[1], vocabulary)
         single_rows = apply_edits(rows.repeat_interleave(k, 0), kind.reshape(-1, 1), position.reshape(-1, 1),
@@ -139,14 +140,22 @@ class DesignLoop(Searcher):
         predictions = self.ensemble.predict_tokens(candidates, vocabulary)
         return candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
 
-    def _draw(self, scores: torch.Tensor, k: int) -> torch.Tensor:
-        """``k`` edits per row: Gumbel-top-k over the scores at temperature τ·(spread of the finite scores), so
-        τ → 0 takes the k best and a larger τ explores; never an invalid (``-inf``) edit while valid ones last."""
+    def _heat(self, owner: torch.Tensor) -> torch.Tensor:
+        """Per incumbent, its seed's temperature multiplier: doubled after every round the seed came up short of
+        a full batch of new feasible designs (its best edits are spent), back to 1 after a full one."""
+        if self.heat is None or len(self.heat) <= int(owner.max()):
+            self.heat = torch.ones(int(owner.max()) + 1)
+        return self.heat[owner]
+
+    def _draw(self, scores: torch.Tensor, k: int, heat: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """``k`` edits per row: Gumbel-top-k over the scores at temperature τ·heat·(spread of the finite scores),
+        so τ → 0 takes the k best and a larger τ explores; never an invalid (``-inf``) edit while valid ones
+        last."""
         finite = torch.isfinite(scores)
         k = int(min(k, finite.sum(dim=1).max()))
         spread = torch.where(finite, scores, torch.nan).nan_to_num(0.0).std(dim=1, keepdim=True).clamp_min(1e-8)
         u = torch.rand(scores.shape, generator=self.generator).clamp(1e-12, 1 - 1e-12)
-        keys = scores / (self.config.temperature * spread) - torch.log(-torch.log(u))
+        keys = scores / (self.config.temperature * heat * spread) - torch.log(-torch.log(u))
         return keys.topk(k, dim=1).indices
 
     def _token_rows(self, designer: Any, designs: Sequence[Any]) -> torch.Tensor:
@@ -206,7 +215,7 @@ class DesignLoop(Searcher):
         order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
         rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
         proposals: dict[int, Proposal] = {}
-        short = torch.ones(int(seed_of.max()) + 1 if len(seed_of) else 0, dtype=torch.bool)
+        short = torch.ones(len(state.seeds), dtype=torch.bool)
         for depth in range(self.config.check_pool):
             in_window = (rank >= depth * window) & (rank < (depth + 1) * window) & short[seed_of[order]]
             if not in_window.any():
@@ -214,6 +223,11 @@ class DesignLoop(Searcher):
             self._screen_window(state, candidates, order[in_window], seed_of, mean, raw, window, proposals)
             for seed, p in proposals.items():
                 short[seed] = len(p.designs) < self.config.batch_per_seed
+        if self.heat is not None and len(seed_of):
+            asked = torch.zeros(len(self.heat), dtype=torch.bool)
+            asked[seed_of.unique()] = True
+            hotter = torch.where(short[: len(self.heat)], (2 * self.heat).clamp(max=64.0), torch.ones_like(self.heat))
+            self.heat = torch.where(asked, hotter, self.heat)
         for p in proposals.values():
             p.predicted = np.asarray(p.predicted, dtype=float)
         return list(proposals.values())
@@ -312,12 +326,13 @@ class DesignLoop(Searcher):
     # -- resumption ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"ensemble": self.ensemble.state_dict(), "generator": self.generator.get_state(),
-                "radius": self.radius}
+                "radius": self.radius, "heat": self.heat}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(state["ensemble"])
         self.generator.set_state(state["generator"])
         self.radius = state["radius"]
+        self.heat = state.get("heat")
 
 
 def _acquire(predictions: torch.Tensor, beta: float) -> torch.Tensor:
