@@ -9,7 +9,7 @@ seeds are the campaign's (Prefect-cached: the hill-climber's flow relabels nothi
 time; and the labelling calls the surrogates cost (charged in ``labelling_oracle_calls_per_seed``).
 
     python benchmarks/design_loop.py [--n-seeds 800] [--calls-per-seed 100] [--deltas 0.4,0.6]
-                                     [--defenses none,fgsm] [--json-out PATH]
+                                     [--defenses none,fgsm] [--json-out PATH [--append]]
 
 The JSON is rewritten after every finished piece, so a run stopped early keeps what it measured.
 """
@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--experiment", default="design-loop")
     parser.add_argument("--json-out")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the δ already measured in --json-out (each δ keeps the settings it ran with)")
     args = parser.parse_args()
 
     import torch
@@ -92,10 +94,17 @@ def main() -> None:
     from flows.campaign import campaign
     from flows.parameters import CampaignParameters
 
-    out: dict[str, Any] = {"protocol": "constrained penalized logP (JT-VAE protocol) on MOSES, the lowest-plogP "
+    from constrained_plogp import PUBLISHED, PUBLISHED_NOTE  # this script's folder is on sys.path
+
+    out: dict[str, Any] = {"published": PUBLISHED, "published_note": PUBLISHED_NOTE, "protocol": "constrained penalized logP (JT-VAE protocol) on MOSES, the lowest-plogP "
                                        "seeds of the held-out pool, every method under the same per-seed budget",
                            "settings": vars(args), "targets_improvement_mean": TARGETS, "deltas": {},
                            "load_average_at_start": os.getloadavg()[0]}
+    if args.append and args.json_out and os.path.exists(args.json_out):
+        with open(args.json_out) as handle:
+            previous = json.load(handle)
+        out["deltas"] = previous["deltas"]
+        out["settings"] = previous["settings"]
 
     def write() -> None:
         if args.json_out:
@@ -111,7 +120,7 @@ def main() -> None:
             "defenses": [d.strip() for d in args.defenses.split(",") if d.strip()],
             "tracking_uri": args.tracking_uri, "experiment": args.experiment})
         key = f"{delta:g}"
-        entry = out["deltas"][key] = {"methods": {}, "target": TARGETS.get(key)}
+        entry = out["deltas"][key] = {"methods": {}, "target": TARGETS.get(key), "settings": vars(args)}
         started = time.perf_counter()
         summary = campaign(params)
         labelling = summary["labelling_oracle_calls"]
