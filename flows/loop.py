@@ -77,7 +77,7 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
     searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop_config(search, seed), x_unlabelled,
                           designer.lower, designer.upper)
     fingerprint = data_fingerprint(
-        designer_fingerprint(designer), data.data_id, defense, config.as_params(), params.surrogate.hidden,
+        designer_fingerprint(designer, oracle_only=False), data.data_id, defense, config.as_params(), params.surrogate.hidden,
         search.model_dump(), [designer.key(s) for s in seeds.designs], seeds.scores)
 
     def on_round(summary: dict[str, float], state: Any) -> None:

@@ -95,3 +95,14 @@ def test_a_resumed_loop_repeats_no_oracle_call(tmp_path):
     other = run_search(make_loop(designer), designer, seeds, scores, 4,
                        checkpoint=SearchCheckpoint(tmp_path / "loop", "another"))
     assert other.table["round"].min() == 1
+
+
+def test_a_loops_checkpoint_belongs_to_its_constraints():
+    from designers.molecule import MoleculeDesigner
+    from tasks.prefect_tasks import designer_fingerprint
+
+    loose, strict = MoleculeDesigner(similarity_threshold=0.4), MoleculeDesigner(similarity_threshold=0.6)
+    assert designer_fingerprint(loose) == designer_fingerprint(strict)  # the same oracle: labels are shared
+    assert designer_fingerprint(loose, oracle_only=False) != designer_fingerprint(strict, oracle_only=False)
+    assert designer_fingerprint(loose, oracle_only=False) == designer_fingerprint(
+        MoleculeDesigner(similarity_threshold=0.4, workers=1), oracle_only=False)
