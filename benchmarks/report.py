@@ -145,7 +145,7 @@ def design_loop(result: dict[str, Any]) -> str:
             if q:
                 rows.append([f"δ = {delta}", f"*{name}* (published, ZINC; successful seeds only)",
                              f"{q['improvement_mean']:.2f} ± {q['improvement_std']:.2f}", pct(q["success_rate"]),
-                             "thousands" if name == "MolDQN" else "see note", "", "", ""])
+                             "thousands" if name == "MolDQN" else "", "", "", ""])
     return (f"**0. The design loop against the hill-climber** (`benchmarks/design_loop.py`; constrained penalized "
             f"logP, the {settings['n_seeds']} lowest-plogP seeds of the held-out MOSES pool, ≤ "
             f"{settings['calls_per_seed']} search calls a seed, 5 a round, the same seeds, constraints and driver for "
