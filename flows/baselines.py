@@ -22,6 +22,7 @@ from prefect import flow
 from pydantic import Field, model_validator
 
 from designers import make_designer
+from flows.orphans import claim_flow_run
 from flows.parameters import DataParameters, DesignerParameters, _Parameters
 from flows.stages import choose_seeds, prepare_data
 from tasks.pure_stages import run_logger
@@ -82,6 +83,7 @@ def baselines(params: BaselineParameters = BaselineParameters()) -> dict[str, An
     """Run every baseline on the campaign's seeds; return the summary (the ``--json`` document)."""
     started = time.perf_counter()
     logger = run_logger()
+    claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     designer = make_designer(params.designer.name, **params.designer.settings())
     flat = {"budget": params.budget, "calls_per_seed": params.calls_per_seed, "max_edits": params.max_edits,

@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from designers import make_designer
 from flows.loop import loop_and_log
+from flows.orphans import claim_flow_run
 from flows.parameters import CampaignParameters
 from flows.stages import add_verified_designs, choose_seeds, design_and_log, prepare_data, train_and_log
 from tasks.pure_stages import DesignData, Seeds, run_logger
@@ -121,6 +122,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
     """Run the campaign and return its summary (the ``--json`` document)."""
     started = time.perf_counter()
     logger = run_logger()
+    claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)  # fails before any work if unreachable
     designer = make_designer(params.designer.name, **params.designer.settings())
     parent = tracker.start_run(f"campaign-{designer.name}", params=flat_params(params),

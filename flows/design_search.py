@@ -8,6 +8,7 @@ from prefect import flow
 from pydantic import Field
 
 from designers import make_designer
+from flows.orphans import claim_flow_run
 from flows.parameters import DataParameters, DesignerParameters, SearchParameters, _Parameters
 from flows.stages import choose_seeds, design_and_log, prepare_data
 from tasks.result_serializer import DATA_SERIALIZER
@@ -35,6 +36,7 @@ def design_search(params: DesignParameters) -> dict[str, Any]:
 
     The run and the returned document name the model's version (``models:/NAME/N``), also when it was given by
     alias: the alias is resolved once and that version is the one loaded."""
+    claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     model_uri = resolve_model_uri(params.model_uri, tracker.uri)  # a missing model fails before any oracle call
     model = load_model(model_uri, tracker.uri)

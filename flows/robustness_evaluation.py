@@ -32,6 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from torch import nn
 
+from flows.orphans import claim_flow_run
 from tasks import robustness as rb
 from tasks import robustness_plots as plots
 from tasks.result_serializer import DATA_SERIALIZER
@@ -463,6 +464,7 @@ def robustness_evaluation(
     if torch_threads:
         torch.set_num_threads(torch_threads)
     try:
+        claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
         tracker = Tracker(tracking_uri, experiment)
         if model_uri is not None:
             return _evaluate_surrogate(tracker, model_uri, test_set, eps, quick, seed, autoattack, autoattack_steps,

@@ -9,6 +9,7 @@ from prefect import flow
 from pydantic import Field
 
 from designers import make_designer
+from flows.orphans import claim_flow_run
 from flows.parameters import DataParameters, DefenseName, DesignerParameters, SurrogateParameters, _Parameters
 from flows.stages import prepare_data, train_and_log
 from tasks.result_serializer import DATA_SERIALIZER
@@ -33,6 +34,7 @@ class TrainParameters(_Parameters):
 def train_surrogate(params: TrainParameters = TrainParameters()) -> dict[str, Any]:
     """Label data (cached), train (cached), log; returns the MLflow run id, the versioned model URI
     (``models:/NAME/N``) and held-out metrics."""
+    claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     designer = make_designer(params.designer.name, **params.designer.settings())
     with tracker.run(f"train-{designer.name}-{params.defense}", params.parent_run_id,

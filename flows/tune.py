@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from advdesign.environment import PROJECT_ROOT, tracking_uri as default_tracking_uri
 from designers import make_designer
+from flows.orphans import claim_flow_run
 from flows.parameters import (CampaignParameters, DataParameters, DefenseName, DesignerParameters,
                               SearchParameters, SurrogateParameters, _Parameters)
 from flows.stages import choose_seeds, design_and_log, prepare_data
@@ -204,14 +205,14 @@ def fail_orphan_trials(study: optuna.Study) -> list[int]:
     killed ``tune``), so they neither look alive nor hold the sampler; the trial numbers marked."""
     import socket
 
-    from tasks.tracking import _process_alive
+    from tasks.tracking import process_alive
 
     marked = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
         if attrs.get("host") != socket.gethostname() or not str(attrs.get("pid", "")).isdigit():
             continue  # another machine's, or from before trials recorded their process: not ours to judge
-        if _process_alive(int(attrs["pid"]), attrs.get("process_start")):
+        if process_alive(int(attrs["pid"]), attrs.get("process_start")):
             continue
         study._storage.set_trial_user_attr(trial._trial_id, "killed_reason",
                                            f"process {attrs['pid']} on {attrs['host']} ended while the trial ran")
@@ -344,6 +345,7 @@ def tune(params: TuneParameters = TuneParameters()) -> dict[str, Any]:
     """Add ``n_trials`` trials to the study (created or resumed) and return the summary (the ``--json``)."""
     started = time.perf_counter()
     logger = run_logger()
+    claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     storage = params.storage or default_storage(tracker.uri)
     designer = make_designer(params.designer.name, **params.designer.settings())

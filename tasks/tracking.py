@@ -259,7 +259,7 @@ def process_tags() -> dict[str, str]:
     return tags
 
 
-def _process_alive(pid: int, started: str | None) -> bool:
+def process_alive(pid: int, started: str | None) -> bool:
     """Whether ``pid`` on this host still runs and is the process that recorded ``started`` (pids are reused)."""
     if pid == os.getpid():
         return True
@@ -374,7 +374,7 @@ class Tracker:
                 pid = int(tags[PID_TAG])
             except (KeyError, ValueError):
                 continue
-            if _process_alive(pid, tags.get(PROCESS_START_TAG)):
+            if process_alive(pid, tags.get(PROCESS_START_TAG)):
                 continue
             self.client.set_tag(run.info.run_id, KILLED_REASON_TAG,
                                 f"orphaned: process {pid} on {host} ended with the run still RUNNING")
