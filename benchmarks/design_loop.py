@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--json-out")
     parser.add_argument("--append", action="store_true",
                         help="keep the δ already measured in --json-out (each δ keeps the settings it ran with)")
+    parser.add_argument("--keep-hill-climber", action="store_true",
+                        help="with --append: reuse each δ's hill-climber row when it ran on the same seeds and "
+                        "budget (it has no surrogate, so a change to the loop cannot move it)")
     args = parser.parse_args()
 
     import torch
@@ -120,6 +123,7 @@ def main() -> None:
             "defenses": [d.strip() for d in args.defenses.split(",") if d.strip()],
             "tracking_uri": args.tracking_uri, "experiment": args.experiment})
         key = f"{delta:g}"
+        kept = _same_baseline(out["deltas"].get(key), out["settings"], args) if args.keep_hill_climber else None
         entry = out["deltas"][key] = {"methods": {}, "target": TARGETS.get(key), "settings": vars(args)}
         started = time.perf_counter()
         summary = campaign(params)
@@ -130,13 +134,28 @@ def main() -> None:
             entry["methods"][f"loop-{defense}"] = ({"error": result["error"]} if "error" in result
                                                    else row(result, labelling))
         write()
-        started = time.perf_counter()
-        entry["methods"]["hill-climber"] = row(hill_climber_flow()(params), 0)
-        entry["hill_climber_wall_seconds"] = round(time.perf_counter() - started, 1)
+        if kept is not None:
+            entry["methods"]["hill-climber"], entry["hill_climber_wall_seconds"] = kept
+        else:
+            started = time.perf_counter()
+            entry["methods"]["hill-climber"] = row(hill_climber_flow()(params), 0)
+            entry["hill_climber_wall_seconds"] = round(time.perf_counter() - started, 1)
         write()
     out["load_average_at_end"] = os.getloadavg()[0]
     write()
     print(json.dumps(out, indent=2))
+
+
+def _same_baseline(previous: dict[str, Any] | None, run_settings: dict[str, Any], args: argparse.Namespace
+                   ) -> tuple[dict, float] | None:
+    """The hill-climber's row (and wall time) of an earlier run of this δ on the same seeds and budget (a δ
+    without settings of its own ran with the file's)."""
+    if not previous or "hill-climber" not in previous.get("methods", {}):
+        return None
+    settings = previous.get("settings") or run_settings
+    if any(settings.get(k) != getattr(args, k) for k in ("n_seeds", "calls_per_seed", "n_labelled")):
+        return None
+    return previous["methods"]["hill-climber"], previous.get("hill_climber_wall_seconds")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def loop_config(search: SearchParameters, seed: int) -> LoopConfig:
     return LoopConfig(beta=search.beta, batch_per_seed=search.batch_per_seed,
                       proposals_per_incumbent=search.proposals_per_incumbent, population=search.population,
                       temperature=search.temperature, max_edits=search.max_edits,
-                      finetune_epochs=search.finetune_epochs, seed=seed)
+                      random_share=search.random_share, finetune_epochs=search.finetune_epochs, seed=seed)
 
 
 def checkpoint_folder(fingerprint: str) -> Path:

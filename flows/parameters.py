@@ -255,6 +255,9 @@ class SearchParameters(_Parameters):
     max_edits: int = Field(1, ge=1, description="loop: at most this many token edits combined into one candidate "
                            "(1 measured best on constrained plogP at δ 0.4: multi-edit candidates mostly fall below "
                            "the similarity bound)")
+    random_share: float = Field(0.25, ge=0, description="loop: per incumbent, this share of "
+                                "proposals_per_incumbent more candidates with 1-2 random token edits, ranked beside "
+                                "the gradient's (keeps a tight similarity bound from running the loop dry)")
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
 
     @field_validator("eps")
@@ -266,7 +269,7 @@ class SearchParameters(_Parameters):
                 "search eps %g ≥ 1 holds the whole design box [0, 1]: the search is unconstrained (as with none)", eps)
         return eps
 
-    @field_validator("step_size", "beta", "temperature")
+    @field_validator("step_size", "beta", "temperature", "random_share")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

@@ -46,15 +46,58 @@ class Ensemble(nn.Module):
         offsets = (torch.arange(length, device=rows.device) * vocabulary)[None]
         out = []
         for member in self.members:
-            first, rest = member.net[1], member.net[2:]
+            first = member.net[1]
             table = first.weight.t().contiguous()                             # (L·V, hidden), rows gathered
-            parts = []
-            for start in range(0, len(rows), chunk):
-                index = rows[start:start + chunk] + offsets
-                hidden = nn.functional.embedding_bag(index, table, mode="sum") + first.bias
-                parts.append(rest(hidden).squeeze(-1) * member.target_std + member.target_mean)
-            out.append(torch.cat(parts) if parts else rows.new_zeros(0, dtype=torch.float32))
+            out.append(_chunked(member, len(rows), chunk, lambda s: nn.functional.embedding_bag(
+                rows[s] + offsets, table, mode="sum") + first.bias))
         return torch.stack(out)
+
+    @torch.no_grad()
+    def predict_edits(self, rows: torch.Tensor, parent: torch.Tensor, kind: torch.Tensor, position: torch.Tensor,
+                      token: torch.Tensor, vocabulary: int, chunk: int = 8192) -> torch.Tensor:
+        """Exact predictions ``(M, n)`` on single edits of token rows: child ``c`` is ``rows[parent[c]]`` with
+        one edit (:func:`tasks.search.edits.apply_edit`'s kinds), the same numbers as :meth:`predict_tokens` on
+        the edited rows up to float rounding.
+
+        An edit changes a few of the first layer's summed columns (a substitution one; an insertion or deletion
+        shifts a suffix, whose change is a suffix sum), so the first layer of every child is its parent's, looked
+        up per (parent, kind, position), plus at most one weight column: two gathers per child instead of L.
+        """
+        from tasks.search.edits import DELETE
+
+        n_rows, length = rows.shape
+        out = []
+        for member in self.members:
+            first = member.net[1]
+            table = first.weight.t().reshape(length, vocabulary, -1)          # (L, V, hidden)
+            j = torch.arange(length, device=rows.device)
+            current = table[j, rows]                                          # (n_rows, L, hidden): column of t_j
+            padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1)
+            following = table[j, padded[:, 1:]] - current                     # row j takes t_{j+1}
+            preceding = table[j, padded[:, :-1].roll(1, dims=1)] - current    # row j takes t_{j-1}
+            total = first.bias + current.sum(dim=1, keepdim=True)             # (n_rows, 1, hidden)
+            after = preceding.flip(1).cumsum(1).flip(1).roll(-1, dims=1)      # Σ_{j > p}
+            after[:, -1] = 0
+            # Laid out by the kinds' values: SUBSTITUTE 0, INSERT 1, DELETE 2.
+            base = torch.stack([total - current, total - current + after,
+                                total + following.flip(1).cumsum(1).flip(1)], dim=1)
+            base = base.reshape(-1, base.shape[-1])                           # (n_rows·3·L, hidden)
+            columns = torch.cat([table.reshape(length * vocabulary, -1), table.new_zeros(1, table.shape[-1])])
+            where = (parent * 3 + kind) * length + position
+            column = torch.where(kind == DELETE, length * vocabulary, position * vocabulary + token)
+            del current, following, preceding, after
+            out.append(_chunked(member, len(parent), chunk,
+                                lambda s: base[where[s]] + columns[column[s]]))
+        return torch.stack(out)
+
+
+def _chunked(member: Surrogate, n: int, chunk: int, first_layer) -> torch.Tensor:
+    """A member's predictions in oracle units, ``chunk`` rows at a time from their first layer's output."""
+    rest = member.net[2:]
+    parts = [rest(first_layer(slice(start, start + chunk))).squeeze(-1) for start in range(0, n, chunk)]
+    if not parts:
+        return torch.zeros(0)
+    return torch.cat(parts) * member.target_std + member.target_mean
 
 
 def train_ensemble(

@@ -14,6 +14,8 @@ terms over the shifted positions for an insertion or a deletion, so one backward
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 SUBSTITUTE, INSERT, DELETE = 0, 1, 2
@@ -26,22 +28,41 @@ def lengths(rows: torch.Tensor) -> torch.Tensor:
     return torch.where(nonzero, positions + 1, 0).amax(dim=1)
 
 
-def apply_edit(rows: torch.Tensor, kind: torch.Tensor, position: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    """One edit per row, all rows at once (kind: :data:`SUBSTITUTE`, :data:`INSERT` or :data:`DELETE`).
+def apply_edit(rows: torch.Tensor, kind: torch.Tensor, position: torch.Tensor, token: torch.Tensor,
+               parent: torch.Tensor | None = None) -> torch.Tensor:
+    """One edit per child, all children at once (kind: :data:`SUBSTITUTE`, :data:`INSERT` or :data:`DELETE`).
+
+    Child ``c`` is ``rows[parent[c]]`` edited (``parent`` defaults to one child per row), so a thousand edits of
+    one row never copy the row a thousand times first.
 
     >>> rows = torch.tensor([[1, 2, 3, 0]] * 3)
     >>> apply_edit(rows, torch.tensor([0, 1, 2]), torch.tensor([1, 1, 1]), torch.tensor([4, 4, 0])).tolist()
     [[1, 4, 3, 0], [1, 4, 2, 3], [1, 3, 0, 0]]
+    >>> apply_edit(rows[:1], torch.tensor([2, 1]), torch.tensor([0, 3]), torch.tensor([0, 5]),
+    ...            parent=torch.tensor([0, 0])).tolist()
+    [[2, 3, 0, 0], [1, 2, 3, 5]]
     """
-    n, length = rows.shape
-    j = torch.arange(length, device=rows.device).expand(n, length)
-    p = position[:, None]
-    source = torch.where(kind[:, None] == INSERT, j - (j > p).long(),
-                         torch.where(kind[:, None] == DELETE, j + (j >= p).long(), j))
-    out = rows.gather(1, source.clamp(0, length - 1))
-    out = torch.where((kind[:, None] == DELETE) & (source >= length), torch.zeros_like(out), out)
-    put = (kind[:, None] != DELETE) & (j == p)
-    return torch.where(put, token[:, None].expand(n, length), out)
+    n_rows, length = rows.shape
+    if parent is None:
+        parent = torch.arange(n_rows, device=rows.device)
+    # Every (kind, position) moves the row's entries the same way: one (3·L, L) table of source columns, with
+    # column L reading the zero padding appended below, turns the whole batch into a single gather.
+    padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1).reshape(-1)
+    source = _source_table(length, rows.device)[kind * length + position]
+    children = padded[parent[:, None] * (length + 1) + source]
+    put = kind != DELETE
+    children[put, position[put]] = token[put].to(children.dtype)
+    return children
+
+
+@functools.lru_cache(maxsize=16)
+def _source_table(length: int, device: torch.device) -> torch.Tensor:
+    j = torch.arange(length, device=device)[None]
+    p = torch.arange(length, device=device)[:, None]
+    substitute = j.expand(length, length)
+    insert = j - (j > p).long()                                  # position p itself is overwritten by the token
+    delete = torch.where(j >= p, j + 1, j)                       # j + 1 = length reads the padding column
+    return torch.cat([substitute, insert, delete])
 
 
 def first_order_scores(grad: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,47 @@
+import torch
+
+from tasks.ensemble import Ensemble
+from tasks.search.edits import apply_edit
+from tasks.surrogate import Surrogate
+
+
+def _ensemble(length: int, vocabulary: int) -> Ensemble:
+    torch.manual_seed(0)
+    members = [Surrogate((length, vocabulary), (16, 8)) for _ in range(3)]
+    for m, member in enumerate(members):
+        member.target_mean.fill_(m)
+        member.target_std.fill_(2.0)
+    return Ensemble(members).eval()
+
+
+def _rows(n: int, length: int, vocabulary: int, generator: torch.Generator) -> torch.Tensor:
+    rows = torch.randint(1, vocabulary, (n, length), generator=generator)
+    end = torch.randint(1, length + 1, (n, 1), generator=generator)
+    return torch.where(torch.arange(length)[None] < end, rows, 0)
+
+
+def test_predict_tokens_equals_the_dense_forward_pass():
+    length, vocabulary = 9, 6
+    ensemble = _ensemble(length, vocabulary)
+    rows = _rows(50, length, vocabulary, torch.Generator().manual_seed(1))
+    dense = ensemble(torch.nn.functional.one_hot(rows, vocabulary).float())
+    torch.testing.assert_close(ensemble.predict_tokens(rows, vocabulary, chunk=7), dense, atol=1e-5, rtol=1e-5)
+
+
+def test_predict_edits_equals_scoring_the_edited_rows():
+    length, vocabulary = 9, 6
+    generator = torch.Generator().manual_seed(2)
+    ensemble = _ensemble(length, vocabulary)
+    rows = _rows(20, length, vocabulary, generator)
+    n = 600
+    parent = torch.randint(0, len(rows), (n,), generator=generator)
+    kind = torch.randint(0, 3, (n,), generator=generator)
+    position = torch.randint(0, length, (n,), generator=generator)
+    token = torch.randint(1, vocabulary, (n,), generator=generator)
+    children = apply_edit(rows, kind, position, token, parent=parent)
+    expected = ensemble.predict_tokens(children, vocabulary)
+    got = ensemble.predict_edits(rows, parent, kind, position, token, vocabulary, chunk=64)
+    assert got.shape == (3, n)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # Every kind and the last position are covered, so the suffix sums' ends are checked too.
+    assert set(kind.tolist()) == {0, 1, 2} and (position == length - 1).any()
