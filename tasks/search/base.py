@@ -24,7 +24,10 @@ SCORED, FAILED, INFEASIBLE, REPEATED, UNCHANGED, NOT_SENT = (
 @dataclass
 class Proposal:
     """One seed's candidates, best first; ``predicted`` (optional) is the searcher's own estimate of each, kept
-    beside the true score so transfer rate and gap can be measured."""
+    beside the true score so transfer rate and gap can be measured.
+
+    An empty ``designs`` says "nothing for this seed this round, ask again" (the round counts towards the
+    driver's patience); a seed with no proposal at all is finished."""
 
     seed_index: int
     designs: list[Any]

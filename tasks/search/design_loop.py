@@ -237,7 +237,9 @@ class DesignLoop(Searcher):
         order = order[torch.isfinite(acquisition[order])]
         order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
         rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
-        proposals: dict[int, Proposal] = {}
+        # A seed with candidates left but none feasible in this round's windows gets an empty proposal: the next
+        # round draws hotter and from fresh random edits, so it is asked again (up to the driver's patience).
+        proposals = {seed: Proposal(seed, [], []) for seed in seed_of[order].unique().tolist()}
         short = torch.ones(len(state.seeds), dtype=torch.bool)
         for depth in range(self.config.check_pool):
             in_window = (rank >= depth * window) & (rank < (depth + 1) * window) & short[seed_of[order]]

@@ -132,7 +132,8 @@ def run_search(
         calls_per_seed: the per-seed budget (one number, or one per seed).
         score: the oracle (default ``designer.oracle``): one call per round for all seeds.
         patience: a seed stops after this many consecutive rounds in which none of its proposals could be sent
-            (all infeasible, repeated or unchanged), or when its searcher proposes nothing.
+            (all infeasible, repeated or unchanged, or an empty :class:`Proposal`), or as soon as its searcher
+            returns no proposal for it.
         max_rounds: stop after this many rounds (``None``: only budget and patience stop the search).
         on_round: called after every round with that round's summary and the state (progress, logging).
     """
@@ -170,7 +171,7 @@ def run_search(
         round_started = time.perf_counter()
         proposals = [p for p in searcher.ask(state) if active[p.seed_index]]
         told, sent, sent_seed, sent_predicted = _screen(state, proposals, searcher.batch_per_seed, counters)
-        asked_seeds = {p.seed_index for p in proposals if len(p.designs)}
+        asked_seeds = {p.seed_index for p in proposals}
         for i in np.flatnonzero(active):
             if i not in asked_seeds:
                 idle[i] = patience  # the searcher has nothing more for this seed

@@ -6,6 +6,7 @@ import torch
 
 from designers import make_designer
 from tasks.search.anytime import protocol_metrics
+from tasks.search.base import Proposal, SearchState, Searcher
 from tasks.search.driver import BudgetedOracle, BudgetExceeded, run_search
 from tasks.search.edits import apply_edit, edit_of, first_order_scores
 from tasks.search.registry import make_black_box
@@ -63,3 +64,33 @@ def test_the_hill_climber_reaches_the_token_optimum_within_300_calls():
     metrics = protocol_metrics(result.table, scores, 300)
     assert metrics["best_score_at_300"] == designer.optimum
     assert metrics["success_rate"] == 1.0
+
+
+class _LateSearcher(Searcher):
+    """Nothing for the first ``empty_rounds`` rounds (empty proposals), then one new design per round."""
+
+    name = "late"
+
+    def __init__(self, empty_rounds: int, designer) -> None:
+        self.empty_rounds, self.designer = empty_rounds, designer
+
+    def ask(self, state: SearchState) -> list[Proposal]:
+        if state.round <= self.empty_rounds:
+            return [Proposal(0, [])]
+        return [Proposal(0, self.designer.sample(1, np.random.default_rng(state.round)))]
+
+
+def test_an_empty_proposal_asks_again_until_patience_and_no_proposal_finishes_the_seed():
+    designer = make_designer("tokens")
+    seeds = designer.sample(1, np.random.default_rng(0))
+    scores = designer.oracle(seeds).scores
+    patient = run_search(_LateSearcher(3, designer), designer, seeds, scores, 2, patience=5)
+    assert len(patient.table) == 2 and len(patient.rounds) == 5
+    impatient = run_search(_LateSearcher(3, designer), designer, seeds, scores, 2, patience=3)
+    assert len(impatient.table) == 0 and len(impatient.rounds) == 3
+
+    class Silent(_LateSearcher):
+        def ask(self, state):
+            return []
+
+    assert len(run_search(Silent(0, designer), designer, seeds, scores, 2).rounds) == 1
