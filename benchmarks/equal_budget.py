@@ -239,10 +239,7 @@ def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int
     ensemble, _ = train_ensemble(tuple(designer.input_shape), tuple(surrogate.hidden), config, search.ensemble_size,
                                  data.x_train, data.y_train, data.x_val, data.y_val, x_unlabelled, designer.lower,
                                  designer.upper)
-    loop = LoopConfig(beta=search.beta, batch_per_seed=search.batch_per_seed,
-                      proposals_per_incumbent=search.proposals_per_incumbent, population=search.population,
-                      temperature=search.temperature, max_edits=search.max_edits,
-                      finetune_epochs=search.finetune_epochs, seed=repeat)
+    loop = LoopConfig.from_parameters(search, seed=repeat)
     searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop, x_unlabelled, designer.lower,
                           designer.upper)
     r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]

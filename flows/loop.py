@@ -20,7 +20,7 @@ import torch
 from prefect.settings import get_current_settings
 
 from designers.base import Designer
-from flows.parameters import CampaignParameters, SearchParameters
+from flows.parameters import CampaignParameters
 from flows.stages import log_design_pictures
 from tasks.candidates import campaign_metrics
 from tasks.prefect_tasks import designer_fingerprint, oracle_in_batches, train_ensemble_task
@@ -32,14 +32,6 @@ from tasks.search.driver import SearchCheckpoint, run_search
 from tasks.tracking import Tracker, applicable_params
 
 log = logging.getLogger("advdesign")
-
-
-def loop_config(search: SearchParameters, seed: int) -> LoopConfig:
-    """The searcher's knobs from the campaign's ``search`` section."""
-    return LoopConfig(beta=search.beta, batch_per_seed=search.batch_per_seed,
-                      proposals_per_incumbent=search.proposals_per_incumbent, population=search.population,
-                      temperature=search.temperature, max_edits=search.max_edits,
-                      random_share=search.random_share, finetune_epochs=search.finetune_epochs, seed=seed)
 
 
 def checkpoint_folder(fingerprint: str) -> Path:
@@ -74,8 +66,8 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
 
     with torch.no_grad():
         seed_predicted = ensemble(designer.encode(seeds.designs)).mean(dim=0).numpy()
-    searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop_config(search, seed), x_unlabelled,
-                          designer.lower, designer.upper)
+    searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, LoopConfig.from_parameters(search, seed),
+                          x_unlabelled, designer.lower, designer.upper)
     fingerprint = data_fingerprint(
         designer_fingerprint(designer, oracle_only=False), data.data_id, defense, config.as_params(), params.surrogate.hidden,
         search.model_dump(), [designer.key(s) for s in seeds.designs], seeds.scores)

@@ -22,7 +22,7 @@ Per round, for every seed at once (one batched tensor):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -62,6 +62,12 @@ class LoopConfig:
     #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
     radius: tuple[float, float, float] = (0.1, 0.01, 0.4)
     seed: int = 0
+
+    @classmethod
+    def from_parameters(cls, search: Any, seed: int) -> LoopConfig:
+        """The knobs a campaign's ``search`` parameters name (fields of the same names), with ``seed``."""
+        named = {f.name: getattr(search, f.name) for f in fields(cls) if f.name != "seed" and hasattr(search, f.name)}
+        return cls(**named, seed=seed)
 
 
 class DesignLoop(Searcher):
