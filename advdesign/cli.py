@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import Any
 
-from advdesign import environment
+from advdesign import environment, interrupts
 from advdesign.options import ArgumentParser, Command
 from advdesign.report import check_json_path, check_seeds, check_tracking, mlflow_line, number, report
 
@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         # Only the chosen subcommand's options: building the others would import their flows.
         args = build_parser(only=name if name in table else "").parse_args(argv)
         check_json_path(getattr(args, "json", None))  # before any work, not after it
-        return args.func(args)
+        with interrupts.exit_cleanly(f"advdesign {name}"):
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = one_line(exc)
         print(f"advdesign {name if name in table else ''}: error: {message}".replace(" :", ":"), file=sys.stderr)

@@ -22,6 +22,8 @@ from rdkit import Chem, DataStructs, RDLogger
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdFingerprintGenerator
 from rdkit.Contrib.SA_Score import sascorer
 
+from advdesign.interrupts import quiet_worker
+
 RDLogger.DisableLog("rdApp.*")
 
 OBJECTIVES = ("plogp", "qed")  # and every task of designers.objectives.tasks, by name
@@ -94,7 +96,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # worker. The workers only run RDKit, never the parent's threads' code.
     global _POOL
     if _POOL is None:
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"), initializer=quiet_worker)
     return _POOL
 
 

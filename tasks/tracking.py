@@ -324,19 +324,28 @@ def _interrupt_reason() -> str | None:
     return None
 
 
-def _kill_open_runs(reason: str) -> None:
-    with _RUNS_LOCK:
+def kill_open_runs(reason: str) -> int:
+    """Mark every run this process still has open KILLED with ``reason``; the number marked."""
+    # A signal handler may call this while the interrupted main thread holds the lock: wait briefly, not forever.
+    if not _RUNS_LOCK.acquire(timeout=2):
+        return 0
+    try:
         runs = list(_OPEN_RUNS.items())
         _OPEN_RUNS.clear()
+    finally:
+        _RUNS_LOCK.release()
+    marked = 0
     for run_id, client in runs:
         try:
             client.set_tag(run_id, KILLED_REASON_TAG, reason)
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+            marked += 1
         except Exception:  # noqa: BLE001 — best effort at exit; the next Tracker reaps it as an orphan
             pass
+    return marked
 
 
-atexit.register(_kill_open_runs, "process exited with the run open")
+atexit.register(kill_open_runs, "process exited with the run open")
 
 
 class Tracker:
