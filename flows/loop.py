@@ -23,8 +23,10 @@ from designers.base import Designer
 from flows.parameters import CampaignParameters
 from flows.stages import log_design_pictures
 from tasks.candidates import campaign_metrics
+from tasks.ensemble import EnsembleMean
 from tasks.prefect_tasks import designer_fingerprint, oracle_in_batches, train_ensemble_task
-from tasks.pure_stages import DesignData, Seeds, data_fingerprint, regression_metrics, training_config
+from tasks.pure_stages import (DesignData, Seeds, data_fingerprint, regression_metrics, training_config,
+                               worst_case_metrics)
 from tasks.search.anytime import protocol_metrics
 from tasks.search.anytime_plot import anytime_figure, curve_of, plt
 from tasks.search.design_loop import DesignLoop, LoopConfig
@@ -59,7 +61,9 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
                             step=record.epoch)
     ensemble_mean = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)
     trained = {**regression_metrics(ensemble.members[0], data.x_val, data.y_val),
-               **{f"ensemble_{k}": v for k, v in ensemble_mean.items()}}
+               **{f"ensemble_{k}": v for k, v in ensemble_mean.items()},
+               **worst_case_metrics(EnsembleMean(ensemble), data, params.surrogate.eps, designer.lower,
+                                    designer.upper, seed)}
     tracker.log_metrics(run_id, trained)
     model_uri = tracker.log_model(run_id, ensemble.members[0], "surrogate", data.x_val[:2].numpy(),
                                   registered_name=f"advdesign-{designer.name}-surrogate", alias=defense)

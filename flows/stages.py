@@ -17,9 +17,10 @@ import torch
 from designers.base import Designer
 from flows.parameters import DataParameters, SearchParameters, SurrogateParameters
 from tasks.candidates import campaign_metrics, decode_trajectory, select_candidates
-from tasks import pure_stages
-from tasks.prefect_tasks import oracle_in_batches, train_surrogate_task
-from tasks.pure_stages import DesignData, Seeds, data_fingerprint, regression_metrics, split_encodable, training_config
+from tasks import progress, pure_stages
+from tasks.prefect_tasks import design_noun, oracle_in_batches, train_surrogate_task
+from tasks.pure_stages import (DesignData, Seeds, data_fingerprint, regression_metrics, split_encodable,
+                               training_config, worst_case_metrics)
 from tasks.search.gradient import SearchConfig, gradient_search
 from tasks.surrogate import Surrogate
 from tasks.tracking import Tracker, applicable_params
@@ -46,12 +47,14 @@ def add_verified_designs(designer: Designer, data: DesignData, verified: pd.Data
 
 def prepare_data(designer: Designer, params: DataParameters) -> DesignData:
     """Sample designs, label the training set and the seed pool on the oracle (batched tasks), encode them."""
-    return pure_stages.prepare_data(designer, params, oracle_in_batches)
+    with progress.stage(f"label {params.n_labelled + params.n_seed_pool:,} {design_noun(designer)}"):
+        return pure_stages.prepare_data(designer, params, oracle_in_batches)
 
 
 def choose_seeds(designer: Designer, data: DesignData | None, params: DataParameters) -> Seeds:
     """The user's seeds (scored on the oracle, batched tasks), or the lowest-scoring designs of the held-out pool."""
-    return pure_stages.choose_seeds(designer, data, params, oracle_in_batches)
+    with progress.stage("score the seeds"):
+        return pure_stages.choose_seeds(designer, data, params, oracle_in_batches)
 
 
 @dataclass
@@ -101,7 +104,8 @@ def train_and_log(
         tracker.log_metrics(run_id, {"train_loss": record.train_loss, "validation_loss": record.validation_loss},
                             step=record.epoch)
     log_data_inputs(tracker, run_id, designer, data, defense)
-    metrics = regression_metrics(model, data.x_val, data.y_val)
+    metrics = {**regression_metrics(model, data.x_val, data.y_val),
+               **worst_case_metrics(model, data, params.eps, designer.lower, designer.upper, seed)}
     tracker.log_metrics(run_id, metrics)
     model_uri = tracker.log_model(
         run_id, model, "surrogate", data.x_val[:2].numpy(),
@@ -128,7 +132,8 @@ def design_and_log(
     table = decode_trajectory(designer, trajectory, seeds.designs)
     satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
     candidates = select_candidates(table, params.top_k, params.budget)
-    result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], oracle_batch_size)
+    with progress.stage(f"verify {len(candidates):,} designs"):
+        result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], oracle_batch_size)
     candidates["true_score"] = result.scores
     candidates["oracle_failure"] = result.failures
     for name, values in result.extras.items():

@@ -91,6 +91,18 @@ class Ensemble(nn.Module):
         return torch.stack(out)
 
 
+class EnsembleMean(nn.Module):
+    """An ensemble's mean prediction ``(n,)`` as one model: what the loop ascends at β = 0, and what the
+    campaign's worst-case probe attacks."""
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble(x).mean(dim=0)
+
+
 def _chunked(member: Surrogate, n: int, chunk: int, first_layer) -> torch.Tensor:
     """A member's predictions in oracle units, ``chunk`` rows at a time from their first layer's output."""
     rest = member.net[2:]

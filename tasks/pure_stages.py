@@ -190,6 +190,19 @@ def regression_metrics(model: Callable[[torch.Tensor], torch.Tensor], x: torch.T
     }
 
 
+def worst_case_metrics(model: torch.nn.Module, data: DesignData, eps: float, lower: float | torch.Tensor,
+                       upper: float | torch.Tensor, seed: int = 0, n: int = 512) -> dict[str, float]:
+    """The campaign's worst-case probe of a defense's surrogate (or ensemble mean) on up to ``n`` validation
+    designs: MAE clean and under APGD at the training ε (:func:`tasks.robustness.worst_case_error`), the same
+    ε for every defense so that they compare."""
+    from tasks.robustness import worst_case_error
+
+    if not len(data.x_val) or eps <= 0:
+        return {}
+    probe = worst_case_error(model, data.x_val[:n], data.y_val[:n], eps, lower=lower, upper=upper, seed=seed)
+    return {f"probe_{k}": v for k, v in probe.items()}
+
+
 def training_config(params: Any, defense: str, seed: int) -> TrainingConfig:
     """``params``: a :class:`flows.parameters.SurrogateParameters` (an object without ``trades_beta`` or
     ``coms_limit`` gets :class:`Defense`'s defaults for them)."""

@@ -23,7 +23,7 @@ from torch import nn
 
 from tasks.attacks.apgd import APGD
 from tasks.attacks.autoattack import AutoAttack
-from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss, prediction_loss
+from tasks.attacks.base import Attack, PerExampleLoss, cross_entropy_loss, prediction_loss, squared_error_loss
 from tasks.attacks.fgsm import FGSM
 from tasks.attacks.pgd import PGD
 from tasks.attacks.random_noise import RandomNoise
@@ -131,6 +131,21 @@ def run_attack(attack: Attack, x: torch.Tensor, y: torch.Tensor | None, batch_si
     """``attack`` applied batch by batch (examples are independent, so batching changes nothing but memory)."""
     parts = [attack(x[i : i + batch_size], None if y is None else y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return torch.cat(parts)
+
+
+def worst_case_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 100,
+                     restarts: int = 2, lower: float | torch.Tensor = 0.0, upper: float | torch.Tensor = 1.0,
+                     batch_size: int = 512, seed: int = 0) -> dict[str, float]:
+    """A surrogate's worst-case probe, as the campaign logs it per defense: the mean absolute prediction error on
+    ``(x, y)`` clean and at the ε-perturbation (L∞, in the input box) that APGD on the squared error finds
+    (Croce & Hein 2020; 100 iterations and restarts as in their evaluation)."""
+    y = y.to(torch.float32)
+    attack = APGD(model, eps, steps, restarts, squared_error_loss, lower, upper,
+                  generator=torch.Generator().manual_seed(seed))
+    x_adv = run_attack(attack, x, y, batch_size)
+    clean, adversarial = _outputs(model, x, batch_size), _outputs(model, x_adv, batch_size)
+    return {"clean_mae": float((clean - y).abs().mean()), "apgd_mae": float((adversarial - y).abs().mean()),
+            "apgd_eps": float(eps)}
 
 
 def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:

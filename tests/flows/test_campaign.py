@@ -37,6 +37,9 @@ def test_campaign_writes_the_summary_json(campaign_run):
             assert 0.0 <= result[key] <= 1.0
         for key in ("oracle_improvement_mean", "predicted_improvement_mean"):
             assert math.isfinite(result[key])
+        # The worst-case probe: APGD at the training ε never finds a smaller error than the clean one.
+        assert result["probe_apgd_eps"] == 0.1
+        assert result["probe_apgd_mae"] >= result["probe_clean_mae"] > 0
 
 
 def test_mlflow_holds_the_parent_and_a_child_run_per_defense(campaign_run):
@@ -50,7 +53,8 @@ def test_mlflow_holds_the_parent_and_a_child_run_per_defense(campaign_run):
     assert sorted(r.data.tags["defense"] for r in children) == ["fgsm", "none", "vat"]
     for child in children:
         metrics = child.data.metrics
-        assert {"train_loss", "validation_loss", "validation_r2", "validation_mae", "transfer_rate"} <= set(metrics)
+        assert {"train_loss", "validation_loss", "validation_r2", "validation_mae", "transfer_rate",
+                "probe_apgd_mae"} <= set(metrics)
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3  # one per epoch
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"designs.json", "designs.csv"} <= artifacts

@@ -254,3 +254,20 @@ def test_regression_sweep_matches_the_linear_closed_form():
 def test_mlp_standardises_inside_the_model():
     model = mlp((1, 8, 8), 10, mean=0.3, std=0.2)
     assert float(model[0](torch.full((1,), 0.3))) == pytest.approx(0.0)
+
+
+def test_the_worst_case_probe_reaches_the_exact_worst_error_of_a_linear_model():
+    # f(x) = w·x: inside the box the largest |error| in an L∞ ball of ε is |r| + ε‖w‖₁ (the sign of r decides the
+    # corner), so APGD's MAE must come to that.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 1, bias=False), nn.Flatten(0))
+    x = 0.3 + 0.4 * torch.rand(40, 6)
+    with torch.no_grad():  # residuals larger than ε‖w‖₁, so that the random start cannot flip their sign
+        y = model(x) + torch.where(torch.rand(40) < 0.5, -1.0, 1.0) * (1 + torch.rand(40))
+    probe = rb.worst_case_error(model, x, y, eps=0.1, steps=50, restarts=1)
+    with torch.no_grad():
+        residual = (model(x) - y).abs()
+    exact = float((residual + 0.1 * model[0].weight.abs().sum()).mean())
+    assert probe["clean_mae"] == pytest.approx(float(residual.mean()), rel=1e-6)
+    assert probe["apgd_mae"] == pytest.approx(exact, rel=1e-4)
+    assert probe["apgd_eps"] == 0.1
