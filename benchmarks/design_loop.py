@@ -32,7 +32,8 @@ import advdesign.environment  # noqa: E402,F401  (embedded Prefect/MLflow defaul
 TARGETS = {"0.4": 5.0, "0.6": 2.5}
 REPORTED = ("n_seeds", "improvement_mean", "improvement_std", "success_rate", "search_oracle_calls_per_seed_mean",
             "search_oracle_calls_per_seed_max", "transfer_rate", "validation_r2", "ensemble_validation_r2",
-            "designs_qed_mean", "designs_sa_mean", "designs_lipinski_mean", "search_wall_seconds", "rounds_run")
+            "designs_qed_mean", "designs_sa_mean", "designs_lipinski_mean", "search_wall_seconds", "rounds_run",
+            "probe_clean_mae", "probe_apgd_mae")
 
 
 def hill_climber_flow():
