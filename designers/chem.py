@@ -166,6 +166,33 @@ def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str]) -> np.
     return out
 
 
+def changed_parts(seed: str, design: str, timeout_s: int = 2) -> tuple[tuple[list[int], list[int]],
+                                                                         tuple[list[int], list[int]]]:
+    """What an edit changed, as ``((seed atoms, seed bonds), (design atoms, design bonds))``: the indices (in each
+    SMILES' own RDKit molecule) outside their maximum common substructure, so the seed's are what the edit removed
+    or altered and the design's what it added. Rings match only rings (a chain closing into a ring is a change, not
+    a common part); an MCS search that runs past ``timeout_s`` keeps the largest common part found by then. A SMILES
+    RDKit cannot read changes nothing (empty lists)."""
+    from rdkit.Chem import rdFMCS
+
+    mols = [Chem.MolFromSmiles(s) if s else None for s in (seed, design)]
+    if any(m is None or m.GetNumAtoms() == 0 for m in mols):
+        return ([], []), ([], [])
+    found = rdFMCS.FindMCS(mols, timeout=timeout_s, ringMatchesRingOnly=True, completeRingsOnly=True)
+    query = Chem.MolFromSmarts(found.smartsString) if found.numAtoms else None
+    out = []
+    for mol in mols:
+        match = mol.GetSubstructMatch(query) if query is not None else ()
+        common_bonds = set()
+        for bond in query.GetBonds() if match else ():
+            common = mol.GetBondBetweenAtoms(match[bond.GetBeginAtomIdx()], match[bond.GetEndAtomIdx()])
+            if common is not None:
+                common_bonds.add(common.GetIdx())
+        out.append(([a.GetIdx() for a in mol.GetAtoms() if a.GetIdx() not in set(match)],
+                    [b.GetIdx() for b in mol.GetBonds() if b.GetIdx() not in common_bonds]))
+    return out[0], out[1]
+
+
 def _tokenize_chunk(smiles: list[str]) -> list[list[str] | str]:
     import selfies as sf
 

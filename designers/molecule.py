@@ -246,14 +246,31 @@ class MoleculeDesigner(Designer):
             raise ValueError(f"invalid SMILES {text.strip()!r}")
         return smiles
 
+    def legends(self, pairs: Sequence[tuple[str, str]], captions: Sequence[str] | None = None) -> list[str]:
+        """Under each seed and design of :meth:`render`: the objective's name on the seed, the caption (the scores)
+        and the Tanimoto similarity to the seed on the design, the number the similarity bound δ is checked on."""
+        from designers.objectives import label
+
+        similarity = chem.tanimoto_similarity([s for s, _ in pairs], [d for _, d in pairs])
+        name = label(self.objective)
+        out = []
+        for i in range(len(pairs)):
+            caption = captions[i] if captions else ""
+            out += [f"seed {i} ({name})", f"design {i}{': ' + caption if caption else ''}, similarity {similarity[i]:.2f}"]
+        return out
+
     def render(self, pairs: Sequence[tuple[str, str]], path: str, captions: Sequence[str] | None = None) -> None:
+        """Seeds and designs side by side, what each edit changed highlighted: in the seed the atoms and bonds it
+        removed or altered, in the design those it added (outside their maximum common substructure)."""
         from rdkit import Chem
         from rdkit.Chem import Draw
 
-        mols, legends = [], []
-        for i, (seed, design) in enumerate(pairs):
-            caption = captions[i] if captions else ""
+        mols, atoms, bonds = [], [], []
+        for seed, design in pairs:
             mols += [Chem.MolFromSmiles(seed), Chem.MolFromSmiles(design)]
-            legends += [f"seed {i}", f"design {i} {caption}".strip()]
-        image = Draw.MolsToGridImage(mols, molsPerRow=2, subImgSize=(300, 240), legends=legends)
+            for changed_atoms, changed_bonds in chem.changed_parts(seed, design):
+                atoms.append(changed_atoms)
+                bonds.append(changed_bonds)
+        image = Draw.MolsToGridImage(mols, molsPerRow=2, subImgSize=(300, 240), legends=self.legends(pairs, captions),
+                                     highlightAtomLists=atoms, highlightBondLists=bonds)
         image.save(path)

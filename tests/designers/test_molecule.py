@@ -89,3 +89,33 @@ def test_labels_are_shared_across_constraints_but_not_objectives():
     base = designer_fingerprint(MoleculeDesigner())
     assert designer_fingerprint(MoleculeDesigner(similarity_threshold=0.6, max_sa=4.5, workers=1)) == base
     assert designer_fingerprint(MoleculeDesigner(objective="qed")) != base
+
+
+def test_changed_parts_are_the_atoms_and_bonds_outside_the_common_substructure():
+    from designers.chem import changed_parts
+
+    assert changed_parts("CCO", "CCN") == (([2], [1]), ([2], [1]))  # the O and its bond, replaced by an N
+    assert changed_parts("c1ccccc1", "Cc1ccccc1") == (([], []), ([0], [0]))  # a methyl added, nothing removed
+    assert changed_parts(ASPIRIN, ASPIRIN) == (([], []), ([], []))
+    # A chain closing into a ring is a change, not a common part (rings match rings only).
+    (seed_atoms, _), (design_atoms, _) = changed_parts("CCCCCC", "C1CCCCC1")
+    assert seed_atoms == design_atoms == list(range(6))
+
+
+def _highlighted_pixels(path) -> int:
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(((rgb[..., 0] == 255) & (abs(rgb[..., 1] - 128) <= 2) & (abs(rgb[..., 2] - 128) <= 2)).sum())
+
+
+def test_render_highlights_what_the_edit_changed_and_names_objective_and_similarity(designer, tmp_path):
+    changed, unchanged = tmp_path / "changed.png", tmp_path / "unchanged.png"
+    designer.render([(ASPIRIN, "OC(=O)c1ccccc1O")], str(changed), ["1.00 -> 2.00"])
+    designer.render([(ASPIRIN, ASPIRIN)], str(unchanged), ["1.00 -> 1.00"])
+    # Anti-aliased red oxygen labels give a few such pixels; a highlight gives over a thousand.
+    assert _highlighted_pixels(changed) > 500 > 100 > _highlighted_pixels(unchanged)
+    assert designer.legends([(ASPIRIN, "OC(=O)c1ccccc1O")], ["1.00 -> 2.00"]) == [
+        "seed 0 (penalized logP)", "design 0: 1.00 -> 2.00, similarity 0.45"]
+    assert MoleculeDesigner(objective="qed").legends([(ASPIRIN, ASPIRIN)]) == ["seed 0 (QED)", "design 0, similarity 1.00"]
