@@ -283,6 +283,14 @@ def quiet_warnings() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
+def progress_for_terminal() -> bool:
+    """Progress bars and stage lines only for a person at a terminal: stdout and stderr both a TTY, and not
+    turned off with ``ADVDESIGN_PROGRESS=0``."""
+    if os.environ.get("ADVDESIGN_PROGRESS", "1") == "0":
+        return False
+    return all(getattr(stream, "isatty", lambda: False)() for stream in (sys.stdout, sys.stderr))
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's first line; a first line that ends in a colon takes the next line with it."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
@@ -300,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         # Only the chosen subcommand's options: building the others would import their flows.
         args = build_parser(only=name if name in table else "").parse_args(argv)
         check_json_path(getattr(args, "json", None))  # before any work, not after it
+        if getattr(args, "json", None) != "-" and progress_for_terminal():
+            from tasks import progress
+
+            progress.enable()
+            if name not in ("ui", "dashboard"):  # Prefect's local API takes a while to start: say it has begun
+                progress.say(f"advdesign {name}: starting Prefect's local API and the MLflow store …")
         with interrupts.exit_cleanly(f"advdesign {name}"):
             return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -20,6 +20,7 @@ from flows.loop import loop_and_log
 from flows.orphans import claim_flow_run
 from flows.parameters import CampaignParameters
 from flows.stages import add_verified_designs, choose_seeds, design_and_log, prepare_data, train_and_log
+from tasks import progress
 from tasks.pure_stages import DesignData, Seeds, run_logger
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.search.anytime_plot import anytime_figure, plt
@@ -135,6 +136,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
         results: dict[str, dict[str, Any]] = {}
         for defense in params.defenses:
             logger.info("defense %s: training and designing", defense)
+            progress.say(f"defense {defense}: training, then designing from {len(seeds.designs)} seeds")
             try:
                 with tracker.run(f"{designer.name}-{defense}", parent_run_id=parent,
                                  tags={"defense": defense, "designer": designer.name}) as child:

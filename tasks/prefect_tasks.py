@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from designers.base import Designer, OracleResult
+from tasks import progress
 from tasks.ensemble import Ensemble, train_ensemble
 from tasks.pure_stages import train_surrogate
 from tasks.result_serializer import DATA_SERIALIZER
@@ -44,11 +45,15 @@ def designer_fingerprint(designer: Designer, oracle_only: bool = True) -> str:
 _DESIGN_NOUNS = {"molecule": "molecules", "car": "car blueprints"}
 
 
+def design_noun(designer: Any) -> str:
+    """``molecules``: what the designer's oracle scores, in the plural."""
+    return _DESIGN_NOUNS.get(getattr(designer, "name", ""), "designs")
+
+
 def _label_run_name(parameters: dict[str, Any]) -> str:
     """``label molecules 2,001–4,000``: which designs of the batch list this task run scores."""
     designer, first, n = parameters["designer"], parameters.get("first", 0), len(parameters["designs"])
-    noun = _DESIGN_NOUNS.get(getattr(designer, "name", ""), "designs")
-    return f"label {noun} {first + 1:,}–{first + n:,}"
+    return f"label {design_noun(designer)} {first + 1:,}–{first + n:,}"
 
 
 def _train_run_name(parameters: dict[str, Any]) -> str:
@@ -77,7 +82,14 @@ def oracle_in_batches(designer: Designer, designs: Sequence[Any], batch_size: in
         oracle_batch.submit(designer, designer_id, list(designs[i : i + batch_size]), first=i)
         for i in range(0, len(designs), batch_size)
     ]
-    parts = [f.result() for f in futures]
+    stage = progress.current_stage()
+    # A named stage's bar stays as its line; a search round's batches come and go with the round.
+    with progress.bar(len(designs), stage or f"oracle: {design_noun(designer)}", unit="design",
+                      leave=stage is not None) as shown:
+        parts = []
+        for future in futures:
+            parts.append(future.result())
+            shown.update(len(parts[-1]))
     if not parts:
         return OracleResult(np.array([]), [], {})
     extras = {name: np.concatenate([p.extras[name] for p in parts]) for name in parts[0].extras}

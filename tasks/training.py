@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasks import progress
 from tasks.attacks import FGSM, PGD, cross_entropy_loss, squared_error_loss
 from tasks.attacks.vat import VirtualAdversarial, softmax_kl, squared_difference
 from tasks.defenses import ConservativeObjective, trades_perturbation, trades_robust_term
@@ -179,6 +180,8 @@ def train_model(
     )
     vat_pool = x_train if x_unlabelled is None else torch.cat([x_train, x_unlabelled])
     history = TrainingHistory()
+    # Transient: the design loop fine-tunes every member each round, and each would otherwise leave a line.
+    shown = progress.bar(config.epochs, f"train {defense.name}", unit="epoch", leave=False, every_step=True)
 
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -234,5 +237,8 @@ def train_model(
             history.coms_gap.append(sum(gaps) / len(gaps))
         if on_epoch is not None:
             on_epoch(record)
+        shown.set_postfix_str(f"validation loss {record.validation_loss:.3g}", refresh=False)
+        shown.update()
+    shown.close()
     model.eval()
     return history
