@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--json-out")
     parser.add_argument("--append", action="store_true",
                         help="keep the δ already measured in --json-out (each δ keeps the settings it ran with)")
+    parser.add_argument("--keep-other-defenses", action="store_true",
+                        help="with --append: keep this δ's loop rows of defenses this run does not measure (same "
+                        "seeds, budget and labelled data), e.g. to add --defenses trades,coms beside none,fgsm")
     parser.add_argument("--keep-hill-climber", action="store_true",
                         help="with --append: reuse each δ's hill-climber row when it ran on the same seeds and "
                         "budget (it has no surrogate, so a change to the loop cannot move it)")
@@ -124,8 +127,11 @@ def main() -> None:
             "defenses": [d.strip() for d in args.defenses.split(",") if d.strip()],
             "tracking_uri": args.tracking_uri, "experiment": args.experiment})
         key = f"{delta:g}"
-        kept = _same_baseline(out["deltas"].get(key), out["settings"], args) if args.keep_hill_climber else None
+        previous = out["deltas"].get(key)
+        kept = _same_baseline(previous, out["settings"], args) if args.keep_hill_climber else None
         entry = out["deltas"][key] = {"methods": {}, "target": TARGETS.get(key), "settings": vars(args)}
+        if previous and args.keep_other_defenses and _same_setting(previous, out["settings"], args):
+            entry["methods"] = {name: m for name, m in previous["methods"].items() if name.startswith("loop-")}
         started = time.perf_counter()
         summary = campaign(params)
         labelling = summary["labelling_oracle_calls"]
@@ -151,12 +157,15 @@ def _same_baseline(previous: dict[str, Any] | None, run_settings: dict[str, Any]
                    ) -> tuple[dict, float] | None:
     """The hill-climber's row (and wall time) of an earlier run of this δ on the same seeds and budget (a δ
     without settings of its own ran with the file's)."""
-    if not previous or "hill-climber" not in previous.get("methods", {}):
-        return None
-    settings = previous.get("settings") or run_settings
-    if any(settings.get(k) != getattr(args, k) for k in ("n_seeds", "calls_per_seed", "n_labelled")):
+    if not previous or "hill-climber" not in previous.get("methods", {}) \
+            or not _same_setting(previous, run_settings, args):
         return None
     return previous["methods"]["hill-climber"], previous.get("hill_climber_wall_seconds")
+
+
+def _same_setting(previous: dict[str, Any], run_settings: dict[str, Any], args: argparse.Namespace) -> bool:
+    settings = previous.get("settings") or run_settings
+    return all(settings.get(k) == getattr(args, k) for k in ("n_seeds", "calls_per_seed", "n_labelled"))
 
 
 if __name__ == "__main__":

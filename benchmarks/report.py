@@ -129,7 +129,8 @@ def design_loop(result: dict[str, Any]) -> str:
     rows = []
     for delta, block in result["deltas"].items():
         target = block.get("target")
-        for method, m in block["methods"].items():
+        # The loop's defenses first, the black box after them (rows added by later runs included).
+        for method, m in sorted(block["methods"].items(), key=lambda item: not item[0].startswith("loop-")):
             if "error" in m:
                 rows.append([f"δ = {delta}", method, f"failed: {m['error']}", "", "", "", "", "", ""])
                 continue
