@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=800)
-    parser.add_argument("--candidates", type=int, default=512, help="proposals per seed (one incumbent each)")
+    parser.add_argument("--candidates", type=int, default=512, help="proposals per seed (one incumbent each), "
+                        "the gradient's and the random ones together")
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--batch-per-seed", type=int, default=5)
     parser.add_argument("--n-labelled", type=int, default=3000)
@@ -59,7 +60,9 @@ def main() -> None:
     oracle_started = time.perf_counter()
     seed_scores = designer.oracle(seeds).scores
     oracle_seconds = (time.perf_counter() - oracle_started) * args.batch_per_seed  # a round sends S × q designs
-    loop = DesignLoop(ensemble, config, x, y, LoopConfig(proposals_per_incumbent=args.candidates, population=1,
+    # `candidates` per seed in all: the gradient's edits plus the random share beside them.
+    per_incumbent = round(args.candidates / (1 + LoopConfig.random_share))
+    loop = DesignLoop(ensemble, config, x, y, LoopConfig(proposals_per_incumbent=per_incumbent, population=1,
                                                          batch_per_seed=args.batch_per_seed, finetune_epochs=1))
     state = SearchState(designer, seeds, seed_scores, 100)
     owner = torch.arange(args.seeds)
