@@ -166,31 +166,58 @@ def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str]) -> np.
     return out
 
 
-def changed_parts(seed: str, design: str, timeout_s: int = 2) -> tuple[tuple[list[int], list[int]],
-                                                                         tuple[list[int], list[int]]]:
+def changed_parts(seed: str, design: str, timeout_s: int = 2, min_common: int = 3, rounds: int = 4
+                  ) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
     """What an edit changed, as ``((seed atoms, seed bonds), (design atoms, design bonds))``: the indices (in each
-    SMILES' own RDKit molecule) outside their maximum common substructure, so the seed's are what the edit removed
-    or altered and the design's what it added. Rings match only rings (a chain closing into a ring is a change, not
-    a common part); an MCS search that runs past ``timeout_s`` keeps the largest common part found by then. A SMILES
-    RDKit cannot read changes nothing (empty lists)."""
+    SMILES' own RDKit molecule) outside their common substructure, so the seed's are what the edit removed or
+    altered and the design's what it added. A maximum common substructure is one connected piece, and an edit in
+    the middle of a molecule leaves two: after the largest, the search repeats on what is left (up to ``rounds``
+    pieces of at least ``min_common`` atoms). Rings match only whole rings (a chain closing into a ring is a change,
+    not a common part); a search that runs past ``timeout_s`` keeps the largest piece found by then. A SMILES RDKit
+    cannot read changes nothing (empty lists)."""
     from rdkit.Chem import rdFMCS
 
     mols = [Chem.MolFromSmiles(s) if s else None for s in (seed, design)]
     if any(m is None or m.GetNumAtoms() == 0 for m in mols):
         return ([], []), ([], [])
-    found = rdFMCS.FindMCS(mols, timeout=timeout_s, ringMatchesRingOnly=True, completeRingsOnly=True)
-    query = Chem.MolFromSmarts(found.smartsString) if found.numAtoms else None
-    out = []
-    for mol in mols:
-        match = mol.GetSubstructMatch(query) if query is not None else ()
-        common_bonds = set()
-        for bond in query.GetBonds() if match else ():
-            common = mol.GetBondBetweenAtoms(match[bond.GetBeginAtomIdx()], match[bond.GetEndAtomIdx()])
-            if common is not None:
-                common_bonds.add(common.GetIdx())
-        out.append(([a.GetIdx() for a in mol.GetAtoms() if a.GetIdx() not in set(match)],
-                    [b.GetIdx() for b in mol.GetBonds() if b.GetIdx() not in common_bonds]))
+    common_atoms: list[set[int]] = [set(), set()]
+    common_bonds: list[set[int]] = [set(), set()]
+    for piece in range(rounds):
+        rest = [_without_atoms(mol, common) for mol, common in zip(mols, common_atoms)]
+        if any(r.GetNumAtoms() == 0 for r in rest):
+            break
+        found = rdFMCS.FindMCS(rest, timeout=timeout_s, ringMatchesRingOnly=True, completeRingsOnly=True)
+        if found.numAtoms < (1 if piece == 0 else min_common):
+            break
+        query = Chem.MolFromSmarts(found.smartsString)
+        matches = [r.GetSubstructMatch(query) for r in rest]
+        if not all(matches):
+            break
+        for k, (r, match) in enumerate(zip(rest, matches)):
+            original = [r.GetAtomWithIdx(i).GetIntProp("original") for i in match]
+            common_atoms[k].update(original)
+            for bond in query.GetBonds():
+                common = mols[k].GetBondBetweenAtoms(original[bond.GetBeginAtomIdx()], original[bond.GetEndAtomIdx()])
+                if common is not None:
+                    common_bonds[k].add(common.GetIdx())
+    out = tuple(([a.GetIdx() for a in mol.GetAtoms() if a.GetIdx() not in atoms],
+                 [b.GetIdx() for b in mol.GetBonds() if b.GetIdx() not in bonds])
+                for mol, atoms, bonds in zip(mols, common_atoms, common_bonds))
     return out[0], out[1]
+
+
+def _without_atoms(mol: Chem.Mol, atoms: set[int]) -> Chem.Mol:
+    """``mol`` less ``atoms``, each remaining atom carrying its index in ``mol`` (``original``); ring membership
+    recomputed (a ring cut open is no longer one), no sanitising (a cut aromatic ring would not pass)."""
+    editable = Chem.RWMol(mol)
+    for atom in editable.GetAtoms():
+        atom.SetIntProp("original", atom.GetIdx())
+    for index in sorted(atoms, reverse=True):
+        editable.RemoveAtom(index)
+    rest = editable.GetMol()
+    rest.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(rest)
+    return rest
 
 
 def _tokenize_chunk(smiles: list[str]) -> list[list[str] | str]:

@@ -97,6 +97,8 @@ def test_changed_parts_are_the_atoms_and_bonds_outside_the_common_substructure()
     assert changed_parts("CCO", "CCN") == (([2], [1]), ([2], [1]))  # the O and its bond, replaced by an N
     assert changed_parts("c1ccccc1", "Cc1ccccc1") == (([], []), ([0], [0]))  # a methyl added, nothing removed
     assert changed_parts(ASPIRIN, ASPIRIN) == (([], []), ([], []))
+    # An edit in the middle leaves two common pieces; both count as unchanged, only the O → N and its bonds changed.
+    assert changed_parts("c1ccccc1CCOCCC1CCCCC1", "c1ccccc1CCNCCC1CCCCC1") == (([8], [7, 8]), ([8], [7, 8]))
     # A chain closing into a ring is a change, not a common part (rings match rings only).
     (seed_atoms, _), (design_atoms, _) = changed_parts("CCCCCC", "C1CCCCC1")
     assert seed_atoms == design_atoms == list(range(6))
