@@ -243,3 +243,51 @@ def test_thread_setting_is_restored_after_the_flow():
     designer = CarDesigner(resolution=SMOKE, compile=False, threads=1)
     assert designer.oracle([SALOON]).valid.all()
     assert torch.get_num_threads() == before
+
+
+_KILLED_LABELLER = """
+import numpy as np
+from designers.car import CarDesigner
+
+designer = CarDesigner(max_batch=2)
+designer.drag_coefficients(designer.sample(12, np.random.default_rng(3)))
+print("finished", flush=True)
+"""
+
+
+def test_a_killed_batch_of_flows_keeps_its_finished_chunks(tmp_path, monkeypatch):
+    """Issue 16: a kill mid-batch loses only the chunk in flight; the batch run again reads the finished chunks
+    back (same numbers as a fresh run), and forgets them once the whole batch is done."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from designers.car import chunk_folder
+
+    home = tmp_path / "prefect"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    victim = subprocess.Popen([sys.executable, "-c", _KILLED_LABELLER], env=env, stdout=subprocess.PIPE, text=True)
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    deadline = time.monotonic() + 180
+    while not list(chunk_folder().glob("*/*.json")) and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    out, _ = victim.communicate()
+    kept = len(list(chunk_folder().glob("*/*.json")))
+    assert "finished" not in out and 1 <= kept < 6, f"the batch was not killed midway ({kept} chunks kept)"
+
+    designer = CarDesigner(max_batch=2)
+    designs = designer.sample(12, np.random.default_rng(3))
+    drag, lift, failures = designer.drag_coefficients(designs)
+    assert designer._chunks_restored == kept
+    assert not list(chunk_folder().glob("*/*.json"))  # the batch is done: nothing left behind
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "fresh"))
+    fresh = CarDesigner(max_batch=2)
+    fresh_drag, fresh_lift, fresh_failures = fresh.drag_coefficients(designs)
+    assert fresh._chunks_restored == 0 and failures == fresh_failures
+    np.testing.assert_allclose(drag, fresh_drag, rtol=1e-4)
+    np.testing.assert_allclose(lift, fresh_lift, rtol=1e-4, atol=1e-6)
