@@ -243,7 +243,7 @@ def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int
     searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop, x_unlabelled, designer.lower,
                           designer.upper)
     r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]
-    result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed)
+    result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed, patience=loop.patience)
     return result.table, r2
 
 

@@ -70,8 +70,9 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
 
     with torch.no_grad():
         seed_predicted = ensemble(designer.encode(seeds.designs)).mean(dim=0).numpy()
-    searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, LoopConfig.from_parameters(search, seed),
-                          x_unlabelled, designer.lower, designer.upper)
+    loop = LoopConfig.from_parameters(search, seed)
+    searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop, x_unlabelled, designer.lower,
+                          designer.upper)
     fingerprint = data_fingerprint(
         designer_fingerprint(designer, oracle_only=False), data.data_id, defense, config.as_params(), params.surrogate.hidden,
         search.model_dump(), [designer.key(s) for s in seeds.designs], seeds.scores)
@@ -84,7 +85,8 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
 
     result = run_search(searcher, designer, seeds.designs, seeds.scores, search.calls_per_seed,
                         score=partial(oracle_in_batches, designer, batch_size=params.data.oracle_batch_size),
-                        checkpoint=SearchCheckpoint(checkpoint_folder(fingerprint), fingerprint), on_round=on_round)
+                        checkpoint=SearchCheckpoint(checkpoint_folder(fingerprint), fingerprint), on_round=on_round,
+                        patience=loop.patience)
     table = result.table
     table["constraint_satisfied"] = True  # the driver sends nothing else to the oracle
     if len(table):

@@ -57,6 +57,10 @@ class LoopConfig:
     #: At most this many windows of ``batch_per_seed * spares`` candidates per seed are checked against the
     #: constraints a round (the next window only for seeds still short of a full batch).
     check_pool: int = 16
+    #: The driver's patience for the loop: a seed is finished after this many consecutive rounds without a
+    #: feasible new candidate (each draws hotter). The driver's default of 50 suits black boxes, whose rounds are
+    #: cheap; a loop round costs a fine-tune, and 50 dry rounds at the end of a run took longer than the search.
+    patience: int = 10
     #: Fine-tuning replays this many original training points beside the verified designs (no forgetting).
     replay: int = 1024
     #: Trust region of box designers, in the encoding's units (L2): initial, smallest, largest radius.
