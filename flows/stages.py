@@ -16,12 +16,13 @@ import torch
 
 from designers.base import Designer
 from flows.parameters import DataParameters, SearchParameters, SurrogateParameters
-from tasks.candidates import campaign_metrics, decode_trajectory, select_candidates
+from tasks.candidates import campaign_metrics, select_candidates
 from tasks import progress, pure_stages
 from tasks.prefect_tasks import design_noun, oracle_in_batches, train_surrogate_task
 from tasks.pure_stages import (DesignData, Seeds, data_fingerprint, regression_metrics, split_encodable,
                                training_config, worst_case_metrics)
-from tasks.search.gradient import SearchConfig, gradient_search
+from tasks.search.driver import run_search
+from tasks.search.one_shot import OneShotGradient, search_config
 from tasks.surrogate import Surrogate
 from tasks.tracking import Tracker, applicable_params
 
@@ -122,32 +123,28 @@ def design_and_log(
     tracker: Tracker, run_id: str, designer: Designer, model: torch.nn.Module, seeds: Seeds,
     params: SearchParameters, oracle_batch_size: int = 1_000,
 ) -> tuple[dict[str, float | int], pd.DataFrame]:
-    """Gradient search from every seed at once, oracle verification of the top candidates, and the logs."""
-    config = SearchConfig(method=params.method, steps=params.steps, step_size=params.step_size,
-                          eps=float("inf") if params.eps is None else params.eps)  # None: no ball
+    """Gradient search from every seed at once, oracle verification of the top candidates, and the logs.
+
+    The search is :class:`tasks.search.one_shot.OneShotGradient` run by the one budgeted driver: each seed's
+    ``top_k`` best-predicted feasible candidates, at most ``budget`` in all (filled rank by rank, every seed's best
+    before any seed's second best: :func:`tasks.candidates.select_candidates`), are the seeds' per-seed caps.
+    """
     tracker.log_params(run_id, {f"search.{k}": v for k, v in params.model_dump().items()})
-    x0 = designer.encode(seeds.designs)
-    discretize = partial(designer.discretize, reference=x0)
-    trajectory = gradient_search(model, x0, config, designer.project, discretize, designer.lower, designer.upper)
-    table = decode_trajectory(designer, trajectory, seeds.designs)
-    satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
-    candidates = select_candidates(table, params.top_k, params.budget)
-    with progress.stage(f"verify {len(candidates):,} designs"):
-        result = oracle_in_batches(designer, [designer.parse(k) for k in candidates["design"]], oracle_batch_size)
-    candidates["true_score"] = result.scores
-    candidates["oracle_failure"] = result.failures
-    for name, values in result.extras.items():
-        candidates[name] = values
-    seed_predicted = np.full(len(seeds.designs), np.nan)
-    at_start = trajectory.step.numpy() == 0
-    seed_predicted[trajectory.seed_index.numpy()[at_start]] = trajectory.predicted.numpy()[at_start]
-    candidates["seed_score"] = seeds.scores[candidates["seed_index"].to_numpy()] if len(candidates) else []
+    searcher = OneShotGradient(model, search_config(params), batch_per_seed=params.top_k)
+    ranked = searcher.rank(designer, seeds.designs)
+    chosen = select_candidates(ranked.assign(constraint_satisfied=True), params.top_k, params.budget)
+    caps = np.bincount(chosen["seed_index"].to_numpy(dtype=int), minlength=len(seeds.designs))
+    with progress.stage(f"verify {int(caps.sum()):,} designs"):
+        result = run_search(searcher, designer, seeds.designs, seeds.scores, caps,
+                            score=partial(oracle_in_batches, designer, batch_size=oracle_batch_size))
+    candidates = result.table
+    candidates["constraint_satisfied"] = True  # the driver sends nothing else to the oracle
     if len(candidates):
         for name, values in designer.report(list(candidates["design"])).items():
             candidates[name] = values
-    metrics = campaign_metrics(candidates, seeds.scores, seed_predicted, satisfied_fraction)
-    metrics["oracle_calls"] = len(result)
-    metrics["n_unique_designs_visited"] = len(table)
+    metrics = campaign_metrics(candidates, seeds.scores, searcher.seed_predicted, searcher.satisfied_fraction)
+    metrics["oracle_calls"] = len(candidates)
+    metrics["n_unique_designs_visited"] = searcher.designs_visited
     for name in ("qed", "sa", "lipinski"):
         if name in candidates and len(candidates):
             metrics[f"designs_{name}_mean"] = float(np.nanmean(candidates[name].to_numpy(dtype=float)))

@@ -292,7 +292,10 @@ def _round_summary(state: SearchState, new_rows: pd.DataFrame, seconds: float) -
 
 def _concat(rows: list[pd.DataFrame]) -> pd.DataFrame:
     rows = [r for r in rows if len(r)]
-    if not rows:
-        return pd.DataFrame(columns=["seed_index", "seed", "design", "true_score", "oracle_failure", "seed_score",
-                                     "call", "round", "predicted"])
+    if not rows:  # typed, so that indexing with an empty seed_index column still works
+        return pd.DataFrame({"seed_index": pd.Series(dtype=int), "seed": pd.Series(dtype=object),
+                             "design": pd.Series(dtype=object), "true_score": pd.Series(dtype=float),
+                             "oracle_failure": pd.Series(dtype=object), "seed_score": pd.Series(dtype=float),
+                             "call": pd.Series(dtype=int), "round": pd.Series(dtype=int),
+                             "predicted": pd.Series(dtype=float)})
     return pd.concat(rows, ignore_index=True)

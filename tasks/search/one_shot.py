@@ -70,6 +70,11 @@ class OneShotGradient(Searcher):
         self._cursor: list[int] = []
         self._dropped: list[set[str]] = []
         self._parsed: dict[str, Any] = {}
+        #: After :meth:`rank`: distinct designs the trajectories met, the share of them satisfying the
+        #: constraints, and the surrogate's prediction at each seed (its first start).
+        self.designs_visited = 0
+        self.satisfied_fraction = 0.0
+        self.seed_predicted: np.ndarray | None = None
 
     # -- the one gradient search -----------------------------------------------------------------------------------
     def rank(self, designer: Any, seeds: Sequence[Any]) -> pd.DataFrame:
@@ -83,6 +88,12 @@ class OneShotGradient(Searcher):
                                      designer.upper, start=starts)
         table = decode_trajectory(designer, trajectory, [seeds[i] for i in origin.tolist()])
         table["seed_index"] = origin.numpy()[table["seed_index"].to_numpy()]
+        self.designs_visited = len(table)
+        self.satisfied_fraction = float(table["constraint_satisfied"].mean()) if len(table) else 0.0
+        at_start = trajectory.step.numpy() == 0
+        self.seed_predicted = np.full(len(seeds), np.nan)
+        self.seed_predicted[origin.numpy()[trajectory.seed_index.numpy()[at_start]]] = \
+            trajectory.predicted.numpy()[at_start]
         table = table[table["constraint_satisfied"]]
         # A design met from several starts of one seed is one candidate, at its best prediction.
         table = table.sort_values(["seed_index", "predicted"], ascending=[True, False], kind="stable")
