@@ -66,28 +66,29 @@ class Ensemble(nn.Module):
         from tasks.search.edits import DELETE
 
         n_rows, length = rows.shape
+        offsets = (torch.arange(length, device=rows.device) * vocabulary)[None]
+        padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1)
+        where = (parent * 3 + kind) * length + position
+        column = torch.where(kind == DELETE, length * vocabulary, position * vocabulary + token)
         out = []
         for member in self.members:
             first = member.net[1]
-            table = first.weight.t().reshape(length, vocabulary, -1)          # (L, V, hidden)
-            j = torch.arange(length, device=rows.device)
-            current = table[j, rows]                                          # (n_rows, L, hidden): column of t_j
-            padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1)
-            following = table[j, padded[:, 1:]] - current                     # row j takes t_{j+1}
-            preceding = table[j, padded[:, :-1].roll(1, dims=1)] - current    # row j takes t_{j-1}
-            total = first.bias + current.sum(dim=1, keepdim=True)             # (n_rows, 1, hidden)
-            after = preceding.flip(1).cumsum(1).flip(1).roll(-1, dims=1)      # Σ_{j > p}
-            after[:, -1] = 0
-            # Laid out by the kinds' values: SUBSTITUTE 0, INSERT 1, DELETE 2.
-            base = torch.stack([total - current, total - current + after,
-                                total + following.flip(1).cumsum(1).flip(1)], dim=1)
+            table = first.weight.t().contiguous()                             # (L·V, hidden): column of (j, t)
+            current = nn.functional.embedding(rows + offsets, table)          # (n_rows, L, hidden)
+            following = nn.functional.embedding(padded[:, 1:] + offsets, table).sub_(current)  # j takes t_{j+1}
+            preceding = nn.functional.embedding(padded[:, :-1].roll(1, dims=1) + offsets, table).sub_(current)
+            total = first.bias + current.sum(dim=1, keepdim=True)
+            # Laid out by the kinds' values: SUBSTITUTE 0, INSERT 1, DELETE 2; suffix sums as total − prefix.
+            base = current.new_empty(n_rows, 3, length, current.shape[-1])
+            torch.sub(total, current, out=base[:, 0])
+            torch.add(base[:, 0], preceding.sum(dim=1, keepdim=True) - preceding.cumsum(dim=1), out=base[:, 1])
+            torch.add(total, following.sum(dim=1, keepdim=True) - following.cumsum(dim=1) + following,
+                      out=base[:, 2])
             base = base.reshape(-1, base.shape[-1])                           # (n_rows·3·L, hidden)
-            columns = torch.cat([table.reshape(length * vocabulary, -1), table.new_zeros(1, table.shape[-1])])
-            where = (parent * 3 + kind) * length + position
-            column = torch.where(kind == DELETE, length * vocabulary, position * vocabulary + token)
-            del current, following, preceding, after
-            out.append(_chunked(member, len(parent), chunk,
-                                lambda s: base[where[s]] + columns[column[s]]))
+            columns = torch.cat([table, table.new_zeros(1, table.shape[-1])])
+            del current, following, preceding
+            out.append(_chunked(member, len(parent), chunk, lambda s: nn.functional.embedding(where[s], base)
+                                + nn.functional.embedding(column[s], columns)))
         return torch.stack(out)
 
 
