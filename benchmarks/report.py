@@ -181,7 +181,8 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
      loop_round_speed, ()),
     ("constrained_plogp.json", "python benchmarks/constrained_plogp.py --json-out benchmarks/results/constrained_plogp.json",
      constrained_plogp, ()),
-    ("equal_budget_molecule.json", "python benchmarks/equal_budget.py --output-dir benchmarks/results",
+    ("equal_budget_molecule.json", "python benchmarks/equal_budget.py --checkpoints 10,30,100,300 --loop none,fgsm "
+     "--output-dir benchmarks/results",
      equal_budget, ("2a. Equal budget, molecules",)),
     ("equal_budget_molecule_small.json", None, equal_budget, ("2a′. Equal budget, molecules, a handful of calls",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
