@@ -267,7 +267,7 @@ def test_the_worst_case_probe_reaches_the_exact_worst_error_of_a_linear_model():
     probe = rb.worst_case_error(model, x, y, eps=0.1, steps=50, restarts=1)
     with torch.no_grad():
         residual = (model(x) - y).abs()
-    exact = float((residual + 0.1 * model[0].weight.abs().sum()).mean())
+        exact = float((residual + 0.1 * model[0].weight.abs().sum()).mean())
     assert probe["clean_mae"] == pytest.approx(float(residual.mean()), rel=1e-6)
     assert probe["apgd_mae"] == pytest.approx(exact, rel=1e-4)
     assert probe["apgd_eps"] == 0.1
