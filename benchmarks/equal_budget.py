@@ -67,9 +67,9 @@ surrogates are trained and searched on the CPU: 12 inputs, a few hundred points)
 not per blueprint (the coarse lattice is launch-bound: a chunk of 1 or 256 takes about the same time), so
 ``--lockstep`` runs each black-box baseline's repeats together too (the driver already runs every start of a
 search together): one driver run for all repeats, one oracle call per round — a CMA-ES generation, a batch of
-random proposals — for all of them (:func:`tasks.search.black_box.run_black_box_repeats`,
-:class:`tasks.search.lockstep.Lockstep`): the same designs and scores as repeat after repeat, in far fewer calls. The JSON records the device, torch version, the oracle
-calls' count and time::
+random proposals — for all of them (:func:`tasks.search.black_box.run_black_box_repeats`, which gives the driver
+one searcher per repeat): the same designs and scores as repeat after repeat, in far fewer calls. The JSON records
+the device, torch version, the oracle calls' count and time::
 
     python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
         --checkpoints 100,300,1000 --restarts 32 --baselines random,cmaes --output-dir "$OUT"

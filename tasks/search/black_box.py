@@ -17,7 +17,6 @@ import pandas as pd
 from tasks.candidates import campaign_metrics
 from tasks.search.anytime import CHECKPOINTS, best_found, protocol_metrics, reached_checkpoints, share_budget
 from tasks.search.driver import Scorer, SearchResult, run_search
-from tasks.search.lockstep import Lockstep, repeat_counts, split_repeats
 from tasks.search.registry import make_black_box
 
 #: Settings each black box takes from ``advdesign baselines``/the benchmark, where it has them.
@@ -61,16 +60,13 @@ def run_black_box_repeats(name: str, designer: Any, seeds: Sequence[Any], seed_s
                           max_edits: int | None = None, score: Scorer | None = None,
                           **driver: Any) -> tuple[list[pd.DataFrame], SearchResult]:
     """Black box ``name`` once per searcher seed in ``searcher_seeds`` (the repeats), every repeat and every seed
-    in one driver run (:class:`~tasks.search.lockstep.Lockstep`): one oracle call per round for all of them.
-    Returns one table per repeat (equal to :func:`run_black_box`'s with that seed wherever the oracle scores each
-    design on its own) and the whole run's result."""
-    n = len(seeds)
+    in one driver run, in lockstep: one oracle call per round for all of them. Returns one table per repeat
+    (equal to :func:`run_black_box`'s with that seed wherever the oracle scores each design on its own) and the
+    whole run's result."""
     searchers = [make_black_box(name, designer, **searcher_settings(name, designer, s, max_edits))
                  for s in searcher_seeds]
-    result = run_search(Lockstep(searchers, n), designer, list(seeds) * len(searchers),
-                        np.tile(np.asarray(seed_scores, dtype=float), len(searchers)),
-                        repeat_counts(calls_per_seed, n, len(searchers)), score, **driver)
-    return split_repeats(result.table, n, len(searchers)), result
+    result = run_search(searchers, designer, seeds, seed_scores, calls_per_seed, score, **driver)
+    return result.by_repeat(), result
 
 
 def black_box_metrics(result: SearchResult, seed_scores: np.ndarray, calls_per_seed: int | Sequence[int],

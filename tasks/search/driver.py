@@ -11,7 +11,11 @@ Everything every search method must get right lives here once:
 * the anytime record — every verified design carries its seed's call number, so the best-so-far curve at any
   number of calls per seed can be read off the table (:mod:`tasks.search.anytime`);
 * resumption — with a ``checkpoint`` folder the verified designs and the searcher's state are written after
-  every round; a run started again with the same folder repeats no oracle call of a finished round.
+  every round; a run started again with the same folder repeats no oracle call of a finished round;
+* lockstep — every seed shares each round's oracle call, and so do a search's repeats: given one searcher per
+  repeat, the driver runs them all from the same seeds in one run (:class:`_Repeats`), each seeing a state of its
+  own seeds only, so each repeat's designs and scores are those of a run of its own, cut into fewer oracle calls
+  (what a GPU oracle, which costs per call, pays for).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,8 +33,8 @@ import pandas as pd
 import torch
 
 from designers.base import OracleResult
-from tasks.search.base import (FAILED, INFEASIBLE, NOT_SENT, REPEATED, SCORED, UNCHANGED, SearchState, Searcher,
-                               Told)
+from tasks.search.base import (FAILED, INFEASIBLE, NOT_SENT, REPEATED, SCORED, UNCHANGED, Proposal, SearchState,
+                               Searcher, Told)
 
 log = logging.getLogger("advdesign")
 
@@ -71,12 +75,20 @@ class BudgetedOracle:
 class SearchResult:
     """The verified designs, one row per oracle call (seed_index, seed, design, true_score, oracle_failure,
     seed_score, call — the seed's call number, 1-based — round, predicted, the constraint values and the
-    oracle's extras), the proposal counters and one summary per round."""
+    oracle's extras; ``repeat`` too for a run of repeats), the proposal counters and one summary per round."""
 
     table: pd.DataFrame
     counters: dict[str, int]
     rounds: list[dict[str, float]]
     wall_seconds: float
+    repeats: int = 1
+
+    def by_repeat(self) -> list[pd.DataFrame]:
+        """One table per repeat (the whole table for a single searcher's run)."""
+        if self.repeats == 1 and "repeat" not in self.table:
+            return [self.table]
+        return [self.table[self.table["repeat"] == r].drop(columns="repeat").reset_index(drop=True)
+                for r in range(self.repeats)]
 
 
 class SearchCheckpoint:
@@ -114,7 +126,7 @@ _COUNTERS = ("proposals", "unchanged", "repeated", "checked", "infeasible", "not
 
 
 def run_search(
-    searcher: Searcher,
+    searcher: Searcher | Sequence[Searcher],
     designer: Any,
     seeds: Sequence[Any],
     seed_scores: np.ndarray,
@@ -129,7 +141,10 @@ def run_search(
     """Run ``searcher`` from every seed at once until each seed's budget is spent or it stops proposing.
 
     Args:
-        calls_per_seed: the per-seed budget (one number, or one per seed).
+        searcher: one searcher, or one per repeat (the same method with different searcher seeds): the repeats
+            run in lockstep, all of them in every round's oracle call; the table gets a ``repeat`` column and
+            ``seed_index`` stays the seed's (:meth:`SearchResult.by_repeat` splits it).
+        calls_per_seed: the per-seed budget (one number, or one per seed), the same for every repeat.
         score: the oracle (default ``designer.oracle``): one call per round for all seeds.
         patience: a seed stops after this many consecutive rounds in which none of its proposals could be sent
             (all infeasible, repeated or unchanged, or an empty :class:`Proposal`), or as soon as its searcher
@@ -139,6 +154,17 @@ def run_search(
     """
     if not len(seeds):
         raise ValueError("no seeds to search from")
+    if not isinstance(searcher, Searcher):
+        repeats = _Repeats(searcher, len(seeds))
+        n = len(repeats.searchers)
+        budget = np.broadcast_to(np.asarray(calls_per_seed, dtype=int), (len(seeds),))
+        result = run_search(repeats, designer, list(seeds) * n, np.tile(np.asarray(seed_scores, dtype=float), n),
+                            np.tile(budget, n), score, patience=patience, max_rounds=max_rounds,
+                            checkpoint=checkpoint, on_round=on_round)
+        index = result.table["seed_index"].to_numpy(dtype=int)
+        result.table = result.table.assign(seed_index=index % len(seeds), repeat=index // len(seeds))
+        result.repeats = n
+        return result
     started = time.perf_counter()
     state = SearchState(designer, list(seeds), np.asarray(seed_scores, dtype=float),
                         np.asarray(calls_per_seed, dtype=int))
@@ -191,6 +217,57 @@ def run_search(
         if on_round:
             on_round(summary, state)
     return SearchResult(_concat(rows), counters, rounds, time.perf_counter() - started)
+
+
+class _Repeats(Searcher):
+    """One searcher per repeat over the same ``n`` seeds, run on ``n × repeats`` starts: start ``r·n + i`` is
+    seed ``i`` of repeat ``r``. Each repeat gets a :class:`SearchState` of its own seeds only (views of the
+    driver's), so it asks, and is told, exactly what it would be in a run of its own."""
+
+    name = "repeats"
+
+    def __init__(self, searchers: Sequence[Searcher], n_seeds: int) -> None:
+        if not searchers:
+            raise ValueError("repeats need at least one searcher")
+        self.searchers, self.n = list(searchers), int(n_seeds)
+        self._states: list[SearchState] = []
+
+    def start(self, state: SearchState) -> None:
+        self._states = []
+        for r, searcher in enumerate(self.searchers):
+            part = slice(r * self.n, (r + 1) * self.n)
+            sub = SearchState(state.designer, state.seeds[part], state.seed_scores[part], state.calls_per_seed[part])
+            sub.used, sub.calls_per_seed = state.used[part], state.calls_per_seed[part]  # views: updates show
+            sub.scores, sub.designs = state.scores[part], state.designs[part]  # the same dicts, filled in place
+            self._states.append(sub)
+            searcher.start(sub)
+        batches = {s.batch_per_seed for s in self.searchers}  # known after start (CMA-ES: its population)
+        if len(batches) > 1:
+            raise ValueError(f"repeats send different batches per seed: {sorted(batches)}")
+        self.batch_per_seed = batches.pop()
+
+    def ask(self, state: SearchState) -> list[Proposal]:
+        out = []
+        for r, (searcher, sub) in enumerate(zip(self.searchers, self._states)):
+            sub.round = state.round
+            if (sub.remaining > 0).any():  # a finished repeat stops asking, as a run of its own would
+                out += [replace(p, seed_index=p.seed_index + r * self.n) for p in searcher.ask(sub)]
+        return out
+
+    def tell(self, state: SearchState, told: Sequence[Told]) -> None:
+        parts: list[list[Told]] = [[] for _ in self.searchers]
+        for t in told:
+            r = t.seed_index // self.n
+            parts[r].append(replace(t, seed_index=t.seed_index - r * self.n))
+        for searcher, sub, part in zip(self.searchers, self._states, parts):
+            searcher.tell(sub, part)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"searchers": [s.state_dict() for s in self.searchers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for searcher, saved in zip(self.searchers, state.get("searchers", [])):
+            searcher.load_state_dict(saved)
 
 
 def _screen(state: SearchState, proposals, batch_per_seed: int, counters: dict[str, int]):

@@ -1,6 +1,6 @@
-"""Lockstep is a property of the driver: every start of a search shares each round's oracle call, and
-:class:`tasks.search.lockstep.Lockstep` lets a search's repeats share them too — the same designs and scores as one
-search after another, in far fewer oracle calls (what a GPU car oracle pays for)."""
+"""Lockstep is a property of the driver: every start of a search shares each round's oracle call, and given one
+searcher per repeat, :func:`tasks.search.driver.run_search` lets a search's repeats share them too — the same designs
+and scores as one search after another, in far fewer oracle calls (what a GPU car oracle pays for)."""
 
 import numpy as np
 import pandas as pd
@@ -80,40 +80,52 @@ def test_random_perturbations_do_not_depend_on_the_batch_size(monkeypatch):
     pd.testing.assert_frame_equal(ordered(small), ordered(large))  # the same designs, cut into fewer calls
 
 
-def test_a_repeat_that_finishes_first_stops_asking_and_the_others_go_on():
+def test_repeats_share_the_per_seed_budget_and_rounds_and_each_equals_its_own_run():
     from tasks.search.driver import run_search
-    from tasks.search.lockstep import Lockstep
     from tasks.search.random_edits import RandomEdits
 
     designer = make_designer("tokens")
-    seeds = designer.sample(2, np.random.default_rng(0))
+    seeds = designer.sample(3, np.random.default_rng(0))
     scores = designer.oracle(seeds).scores
-    result = run_search(Lockstep([RandomEdits(seed=0), RandomEdits(seed=1)], 2), designer, seeds * 2,
-                        np.tile(scores, 2), [3, 3, 40, 40])
-    assert result.table.groupby("seed_index").size().tolist() == [3, 3, 40, 40]
-    alone = run_black_box("random", designer, seeds, scores, 40, seed=1).table
-    later = result.table[result.table["seed_index"] >= 2].assign(seed_index=lambda t: t["seed_index"] - 2)
+    whole = run_search([RandomEdits(seed=0), RandomEdits(seed=1)], designer, seeds, scores, [3, 40, 7])
+    first, later = whole.by_repeat()
+    assert first.groupby("seed_index").size().tolist() == [3, 40, 7] == later.groupby("seed_index").size().tolist()
+    assert set(whole.table["repeat"]) == {0, 1} and "repeat" not in first
+    own = run_search(RandomEdits(seed=1), designer, seeds, scores, [3, 40, 7])
+    assert len(whole.rounds) == len(own.rounds)  # the repeats shared every round's oracle call
+    alone = run_black_box("random", designer, seeds, scores, [3, 40, 7], seed=1).table
     pd.testing.assert_frame_equal(ordered(alone), ordered(later))
 
 
 def test_a_resumed_lockstep_run_repeats_no_oracle_call(tmp_path):
     from tasks.search.driver import SearchCheckpoint, run_search
-    from tasks.search.lockstep import Lockstep
     from tasks.search.random_gaussian import RandomGaussian
 
     designer = make_designer("sphere")
     seeds = designer.sample(2, np.random.default_rng(0))
-    scores = np.tile(designer.oracle(seeds).scores, 2)
+    scores = designer.oracle(seeds).scores
 
-    def searcher():
-        return Lockstep([RandomGaussian(seed=0, batch_per_seed=4), RandomGaussian(seed=1, batch_per_seed=4)], 2)
+    def searchers():
+        return [RandomGaussian(seed=0, batch_per_seed=4), RandomGaussian(seed=1, batch_per_seed=4)]
 
-    whole = run_search(searcher(), designer, seeds * 2, scores, 12).table
-    run_search(searcher(), designer, seeds * 2, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"), max_rounds=1)
+    whole = run_search(searchers(), designer, seeds, scores, 12).table
+    run_search(searchers(), designer, seeds, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"), max_rounds=1)
     before = designer.oracle_calls
-    resumed = run_search(searcher(), designer, seeds * 2, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"))
+    resumed = run_search(searchers(), designer, seeds, scores, 12, checkpoint=SearchCheckpoint(tmp_path, "f"))
     assert designer.oracle_calls - before == 4 * 12 - 4 * 4  # the first round's 16 designs are not scored again
-    columns = ["seed_index", "design", "true_score", "call"]
-    pd.testing.assert_frame_equal(whole[columns].sort_values(["seed_index", "call"]).reset_index(drop=True),
-                                  resumed.table[columns].sort_values(["seed_index", "call"]).reset_index(drop=True),
+    columns = ["repeat", "seed_index", "design", "true_score", "call"]
+    order = ["repeat", "seed_index", "call"]
+    pd.testing.assert_frame_equal(whole[columns].sort_values(order).reset_index(drop=True),
+                                  resumed.table[columns].sort_values(order).reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_repeats_that_send_different_batches_are_refused():
+    from tasks.search.driver import run_search
+    from tasks.search.random_gaussian import RandomGaussian
+
+    designer = make_designer("sphere")
+    seeds = designer.sample(1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="different batches per seed"):
+        run_search([RandomGaussian(seed=0, batch_per_seed=4), RandomGaussian(seed=1, batch_per_seed=2)], designer,
+                   seeds, designer.oracle(seeds).scores, 8)
