@@ -174,6 +174,38 @@ def loop_round_speed(result: dict[str, Any]) -> str:
             f"{pct(result['loop_share_of_round'])} (target ≤ {pct(result['targets']['loop_share_of_round'])}).")
 
 
+# -- PMO -----------------------------------------------------------------------------------------------------------
+def pmo(result: dict[str, Any]) -> str:
+    settings = result["settings"]
+    tasks = result["tasks"]
+    methods = list(dict.fromkeys(m for entry in tasks.values() for m in entry["methods"]))
+    published = list(dict.fromkeys(p for entry in tasks.values() for p in entry.get("published", {})))
+    rows, sums = [], {m: 0.0 for m in methods + published}
+    for task, entry in tasks.items():
+        row = [task]
+        for method in methods:
+            block = entry["methods"].get(method)
+            row.append("" if not block or "auc_top10_mean" not in block else
+                       f"{block['auc_top10_mean']:.3f} ± {block['auc_top10_std']:.3f} ({block['n_runs']})")
+            sums[method] += block.get("auc_top10_mean", 0.0) if block else 0.0
+        for name in published:
+            value = entry.get("published", {}).get(name)
+            row.append("" if value is None else f"{value:.3f}")
+            sums[name] += value or 0.0
+        rows.append(row)
+    rows.append([f"**sum over {len(tasks)} tasks**", *(f"**{sums[m]:.3f}**" for m in methods + published)])
+    ahead = result.get("tasks_ahead_of_published", {})
+    rows.append(["tasks ahead of REINVENT / Graph GA",
+                 *(f"{ahead.get(m, {}).get('REINVENT', 0)} / {ahead.get(m, {}).get('Graph GA', 0)} of {len(tasks)}"
+                   for m in methods), *([""] * len(published))])
+    return (f"**PMO** (`benchmarks/pmo.py`; Gao et al. 2022's AUC top-10 at {settings['max_calls']:,} oracle calls a "
+            f"run, labelling included: {settings['n_labelled']} labelled + {settings['n_seed_pool']} pool molecules "
+            f"from MOSES, then the {settings['n_seeds']} best of the pool searched de novo with the rest of the "
+            f"budget; mean ± std over runs (count); published: {result['published_source']}; target: "
+            f"{result['target']}):\n\n"
+            + table(["task", *methods, *(f"*{p}* (published)" for p in published)], rows))
+
+
 #: (results file, the command that measures it, renderer, its arguments), in the README's order. A section without
 #: a command is an extra measurement, shown when present (the GPU runs need a machine this project cannot assume).
 SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
@@ -193,6 +225,7 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
+    ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
     ("lbm_throughput_h100.json", None, lbm_gpu, ()),
 ]

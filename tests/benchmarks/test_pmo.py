@@ -1,0 +1,45 @@
+"""The PMO benchmark's bookkeeping on a tiny budget: every call charged (labelling included, never past the
+budget), AUC and top-10 read off the same calls, published numbers beside each task, a resumed run repeating no
+finished run, and bad arguments refused in one line (benchmarks/pmo.py)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # pmo.py imports equal_budget's run_loop from its folder
+SPEC = importlib.util.spec_from_file_location("pmo", BENCHMARKS / "pmo.py")
+pmo = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(pmo)
+
+TINY = ["--tasks", "albuterol_similarity", "--runs", "1", "--max-calls", "160", "--n-labelled", "60",
+        "--n-seed-pool", "20", "--n-seeds", "4"]
+
+
+def test_a_tiny_run_charges_every_call_and_resumes_without_repeating(tmp_path, single_torch_thread):
+    out = tmp_path / "pmo.json"
+    pmo.main([*TINY, "--methods", "loop/none,hill-climber", "--json-out", str(out)])
+    result = json.loads(out.read_text())
+    task = result["tasks"]["albuterol_similarity"]
+    assert task["published"] == {"REINVENT": 0.882, "Graph GA": 0.838}
+    for method in ("loop/none", "hill-climber"):
+        run = task["methods"][method]["runs"]["0"]
+        assert run["labelling_calls"] == 80 and run["oracle_calls"] == run["labelling_calls"] + run["search_calls"]
+        assert 80 < run["oracle_calls"] <= 160
+        assert 0 < run["auc_top10"] < run["top10_mean"] <= run["top1"] <= 1  # the curve only rises to its end
+        assert task["methods"][method]["auc_top10_mean"] == run["auc_top10"]
+    assert set(result["tasks_ahead_of_published"]) == {"loop/none", "hill-climber"}
+    before = out.read_text()
+    pmo.main([*TINY, "--methods", "loop/none,hill-climber", "--json-out", str(out), "--resume"])
+    assert json.loads(out.read_text())["tasks"] == json.loads(before)["tasks"]  # nothing was run again
+
+
+@pytest.mark.parametrize("argv, culprit", [(["--tasks", "nope"], "--tasks"), (["--methods", "gflownet"], "--methods"),
+                                           (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds")])
+def test_bad_arguments_name_the_option(argv, culprit, capsys):
+    with pytest.raises(SystemExit):
+        pmo.parse_args([*TINY, *argv])
+    assert culprit in capsys.readouterr().err
