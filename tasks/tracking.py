@@ -96,25 +96,77 @@ def check_database_url(url: str, what: str = "MLflow tracking store", timeout_s:
         package = DRIVER_PACKAGES.get(module.lower(), module)
         raise TrackingUnavailable(f"{what} {parsed.render_as_string(hide_password=True)}: the database driver "
                                   f"{module!r} is not installed (pip install '{package}')") from None
+    shown = parsed.render_as_string(hide_password=True)
     host, port = parsed.host or "localhost", parsed.port or DATABASE_PORTS[dialect]
-    if parsed.query.get("host") or host.startswith("/"):  # a Unix socket: the driver will say
-        return
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as exc:
-        raise TrackingUnavailable(f"{what} {parsed.render_as_string(hide_password=True)}: database server "
-                                  f"{host}:{port} is unreachable ({exc.strerror or exc})") from None
-
-
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, in one line, when ``uri`` cannot be used: a server that does not answer, a SQLite folder that
-    is missing or read-only, a database URL without its driver or its server, a scheme MLflow does not take."""
-    if uri.startswith(("http://", "https://")):
+    if not (parsed.query.get("host") or host.startswith("/")):  # a Unix socket: only the driver can try it
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
-                response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable: {exc}") from None
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise TrackingUnavailable(f"{what} {shown}: database server {host}:{port} is unreachable "
+                                      f"({exc.strerror or exc})") from None
+    _connect_once(parsed, shown, what, timeout_s)
+
+
+#: The DBAPI's keyword for a connection timeout in seconds, per SQLAlchemy driver name.
+_CONNECT_TIMEOUT_ARG = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pg8000": "timeout",
+                        "pymysql": "connect_timeout", "mysqldb": "connect_timeout", "pymssql": "login_timeout"}
+
+
+def _connect_once(parsed: Any, shown: str, what: str, timeout_s: float) -> None:
+    """One real connection, no retries: a port where something other than the database answers, a refused login
+    or a database that does not exist fails here in one line, not after MLflow's minutes of retries (and a
+    traceback)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    argument = _CONNECT_TIMEOUT_ARG.get(parsed.get_dialect().driver)
+    connect_args = {argument: max(1, int(math.ceil(timeout_s)))} if argument else {}
+    try:
+        engine = create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        raise TrackingUnavailable(f"{what} {shown}: cannot connect: {reason}"[:400]) from None
+
+
+def _http_unreachable(uri: str, timeout_s: float) -> str | None:
+    """Why nothing accepts a connection at ``uri``'s host and port (a refused or unroutable port fails in at most
+    ``timeout_s``), or ``None`` when something does, or a proxy stands between (it will say)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or "localhost"
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return None
+    try:
+        socket.create_connection((host, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return None
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0, answer_timeout_s: float = 60.0) -> None:
+    """Fail fast, in one line, when ``uri`` cannot be used: a server that does not answer, a SQLite folder that
+    is missing or read-only, a database URL without its driver or its server, a scheme MLflow does not take.
+
+    A tracking server's port is tried first (a refused or unroutable port fails within ``timeout_s``); one that
+    accepts then has ``answer_timeout_s`` to answer its health check: a loaded server (eight campaigns starting at
+    once on two cores) is slow, not gone."""
+    if uri.startswith(("http://", "https://")):
+        reason = _http_unreachable(uri, timeout_s)
+        if reason is None:
+            try:
+                with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=answer_timeout_s) as response:
+                    response.read()
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = str(exc) if not isinstance(exc, TimeoutError) else f"no answer in {answer_timeout_s:g} s"
+        if reason is not None:
+            raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable: {reason}") from None
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingUnavailable(f"MLflow tracking URI {uri!r}: use sqlite:///PATH or http(s)://HOST (the file store is retired)")
     elif uri.startswith(("databricks", "uc:")):

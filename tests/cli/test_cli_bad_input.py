@@ -189,3 +189,64 @@ def test_a_long_bad_seed_line_is_named_not_copied_whole(tmp_path):
     designs, errors = read_seed_file(make_designer("molecule"), str(seeds))
     assert len(designs) == 1 and len(errors) == 1
     assert errors[0].startswith(f"{seeds}:2: ") and len(errors[0]) < 250 + len(str(seeds))
+
+
+@pytest.fixture
+def listener():
+    """A loopback port that accepts connections and answers each with ``reply`` after ``delay_s`` (``None``: never
+    answers); its ``port``."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    settings = {"reply": None, "delay_s": 0.0}
+    stop = threading.Event()
+
+    def serve():
+        held = []
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)
+            connection.recv(65536)
+            if settings["reply"] is not None:
+                time.sleep(settings["delay_s"])
+                connection.sendall(settings["reply"])
+                connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    settings["port"] = server.getsockname()[1]
+    yield settings
+    stop.set()
+    server.close()
+
+
+def test_a_database_port_where_something_else_answers_fails_in_one_line_at_once(listener, capsys):
+    """Not PostgreSQL behind the port: one line from one connection, not MLflow's minutes of retries."""
+    import time
+
+    listener["reply"] = b"HTTP/1.0 400 Bad Request\r\n\r\n"
+    started = time.monotonic()
+    code = main(["train", "--tracking-uri", f"postgresql+psycopg://u:secret@127.0.0.1:{listener['port']}/db"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert re.search(rf"postgresql\+psycopg://u:\*\*\*@127.0.0.1:{listener['port']}/db: cannot connect: ", err), err
+    assert "secret" not in err and time.monotonic() - started < 20
+
+
+def test_a_slow_tracking_server_is_waited_for_and_a_silent_one_named(listener):
+    """A loaded server (eight campaigns starting at once) answers late: that is not unreachable. A port that
+    accepts and never answers fails after the answer timeout, in one line."""
+    from tasks import tracking
+
+    listener["reply"], listener["delay_s"] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK", 1.5
+    tracking.check_reachable(f"http://127.0.0.1:{listener['port']}", timeout_s=0.5)  # slower than the connect timeout
+    listener["reply"] = None
+    with pytest.raises(tracking.TrackingUnavailable, match=r"is unreachable: no answer in 1 s$"):
+        tracking.check_reachable(f"http://127.0.0.1:{listener['port']}", timeout_s=0.5, answer_timeout_s=1)

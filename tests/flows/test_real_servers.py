@@ -1,9 +1,12 @@
 """Real servers, not the embedded defaults (issue 16, part 5): PostgreSQL (Debian's package), an MLflow tracking
-server on it, a Prefect server, and a Dask scheduler with two worker processes on loopback, each started here as
-its own process. Two small campaigns run at once against them, one on the Dask cluster: no run is lost, each JSON
-names its own versioned model, and both labelled the same data (the oracle's labels agree across the runners).
+server on it, a Prefect server, and a Dask scheduler with two worker processes on loopback (``dask scheduler`` and
+``dask worker``, each started here as its own process: not a LocalCluster). Eight small campaigns run at once
+against them, four on the Dask cluster and four on threads: no MLflow run is lost or left open, no logged model is
+left PENDING, every flow run completes, each JSON names its own versioned model (``models:/name/N``, registered
+from its own run), and the labels agree: every campaign labels the same designs itself (no cached labels) and the
+Dask campaigns' labels are the thread runner's.
 
-Slow (``make test-slow``, ~3-5 min on 2 cores). Skipped when PostgreSQL's ``initdb`` or ``psycopg`` is missing;
+Slow (``make test-slow``, ~4-6 min on 2 cores). Skipped when PostgreSQL's ``initdb`` or ``psycopg`` is missing;
 CI's machine has both (Debian's postgresql package and ``.[dev]``)."""
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ BIN = Path(sys.executable).parent
 #: Debian's PostgreSQL programs (initdb, pg_ctl) live in a versioned folder, off PATH.
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit()
              else 0, default=Path("/usr/lib/postgresql/15/bin"))
-TINY = ["--quick", "--n-labelled", "300", "--n-unlabelled", "100", "--n-pool", "60", "--n-seeds", "4", "--epochs", "2",
-        "--steps", "10", "--budget", "16", "--calls-per-seed", "4", "--oracle-batch-size", "150"]
+#: As small as a campaign gets and still labels, trains, searches and verifies: 200 labelled designs in two oracle
+#: batches, one epoch, one ensemble member, two seeds with two oracle calls each.
+TINY = ["--quick", "--n-labelled", "200", "--n-unlabelled", "10", "--n-pool", "40", "--n-seeds", "2", "--epochs", "1",
+        "--ensemble-size", "1", "--steps", "5", "--budget", "4", "--calls-per-seed", "2", "--batch-per-seed", "2",
+        "--proposals-per-incumbent", "16", "--finetune-epochs", "1", "--oracle-batch-size", "100"]
+CAMPAIGNS = 8
 
 
 def _free_port() -> int:
@@ -141,8 +148,8 @@ def servers(folder, postgres) -> Iterator[dict[str, str]]:
         for i in range(2):
             processes.append(_start([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{dask_port}", "--nthreads", "1",
                                      "--nworkers", "1", "--no-dashboard", "--name", f"w{i}"],
-                                    folder / f"worker{i}.log", {**env, "PREFECT_API_URL":
-                                                                f"http://127.0.0.1:{prefect_port}/api"}))
+                                    folder / f"worker{i}.log", {**env, "PREFECT_TASKS_REFRESH_CACHE": "true",
+                                                                "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}))
         _wait_for(f"http://127.0.0.1:{mlflow_port}/health", processes[0], folder / "mlflow.log")
         _wait_for(f"http://127.0.0.1:{prefect_port}/api/health", processes[1], folder / "prefect.log")
         yield {"mlflow": f"http://127.0.0.1:{mlflow_port}", "prefect": f"http://127.0.0.1:{prefect_port}/api",
@@ -160,48 +167,74 @@ def _model_source_runs(tracking_uri: str, model_uri: str) -> set[str]:
     return {found.run_id} if found.run_id else set()
 
 
-def _flow_runs(api: str) -> list[dict]:
-    request = urllib.request.Request(f"{api}/flow_runs/filter", data=json.dumps({"limit": 50}).encode(),
+def _flow_runs(api: str, flow_name: str) -> list[dict]:
+    body = {"flows": {"name": {"any_": [flow_name]}}, "limit": 200}
+    request = urllib.request.Request(f"{api}/flow_runs/filter", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
-def test_two_campaigns_at_once_on_postgres_mlflow_prefect_and_dask_servers(servers, folder):
-    env = {**os.environ, "PREFECT_API_URL": servers["prefect"], "PREFECT_HOME": servers["home"],
-           "MLFLOW_TRACKING_URI": servers["mlflow"]}
-    # The same data seed (so the same designs to label) but one more epoch on the Dask run: two different models.
-    # (Identical models would share one registered version by design: a version per trained model.)
-    runs = {"threads": [], "dask": ["--task-runner", "dask", "--dask-address", servers["dask"], "--epochs", "3"]}
-    processes = {}
-    for name, extra in runs.items():
-        command = [str(BIN / "advdesign"), "campaign", *TINY, "--defenses", "none", "--experiment", "real-servers",
-                   "--json", str(folder / f"{name}.json"), *extra]
-        processes[name] = _start(command, folder / f"{name}.log", env)
-    for name, process in processes.items():
-        code = process.wait(timeout=1500)
-        assert code == 0, (folder / f"{name}.log").read_text()[-3000:]
+def _tasks_executed_by_workers(address: str) -> dict[str, int]:
+    """Tasks each Dask worker process has run (the scheduler's view: its workers are real processes, not threads)."""
+    from distributed import Client
 
-    summaries = {name: json.loads((folder / f"{name}.json").read_text()) for name in runs}
-    uris = {name: s["defenses"]["none"]["model_uri"] for name, s in summaries.items()}
+    with Client(address, timeout=30) as client:
+        return client.run(lambda dask_worker: dask_worker.state.executed_count)
+
+
+def test_eight_campaigns_at_once_on_postgres_mlflow_prefect_and_dask_servers(servers, folder):
+    env = {**os.environ, "PREFECT_API_URL": servers["prefect"], "PREFECT_HOME": servers["home"],
+           "MLFLOW_TRACKING_URI": servers["mlflow"], "PREFECT_TASKS_REFRESH_CACHE": "true"}
+    # All eight: the same data seed, so the same designs to label; every campaign labels them itself (no cached
+    # labels), half on the Dask cluster and half on threads. Each its own learning rate, so eight different models:
+    # identical weights would share one registered version by design (a version per trained model).
+    names = [f"{runner}{i}" for i, runner in enumerate(["threads", "dask"] * (CAMPAIGNS // 2))]
+    processes = {}
+    try:
+        for i, name in enumerate(names):
+            runner = ["--task-runner", "dask", "--dask-address", servers["dask"]] if name.startswith("dask") else []
+            command = [str(BIN / "advdesign"), "campaign", *TINY, "--lr", f"{0.001 + 0.0001 * i:.4f}",
+                       "--defenses", "none", "--experiment", "real-servers", "--json", str(folder / f"{name}.json"),
+                       *runner]
+            processes[name] = _start(command, folder / f"{name}.log", env)
+        deadline = time.monotonic() + 1200
+        for name, process in processes.items():
+            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert code == 0, f"{name}: exit {code}: " + (folder / f"{name}.log").read_text()[-3000:]
+    finally:
+        for process in processes.values():
+            _stop(process)
+
+    summaries = {name: json.loads((folder / f"{name}.json").read_text()) for name in names}
+    defended = {name: s["defenses"]["none"] for name, s in summaries.items()}
+    uris = {name: d["model_uri"] for name, d in defended.items()}
     assert all(re.fullmatch(r"models:/[\w.-]+/\d+", uri) for uri in uris.values()), uris  # a version, not an alias
-    assert len(set(uris.values())) == 2, uris  # each its own model
-    for name, summary in summaries.items():  # ... logged by its own run
-        assert summary["defenses"]["none"]["run_id"] in _model_source_runs(servers["mlflow"], uris[name]), name
+    assert len(set(uris.values())) == CAMPAIGNS, uris  # each its own model ...
+    for name, one in defended.items():  # ... registered from its own run
+        assert _model_source_runs(servers["mlflow"], uris[name]) == {one["run_id"]}, name
 
     from mlflow import MlflowClient
 
     client = MlflowClient(servers["mlflow"])
     experiment = client.get_experiment_by_name("real-servers")
-    found = client.search_runs([experiment.experiment_id], max_results=100)
+    found = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id], max_results=1000)}
     parents = {s["mlflow"]["parent_run_id"] for s in summaries.values()}
-    assert parents <= {r.info.run_id for r in found}  # no run lost
-    assert all(r.info.status == "FINISHED" for r in found), [(r.info.run_name, r.info.status) for r in found]
-    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") in parents]
-    assert len(children) >= 2
-    # The same data seed on both runners: the oracle's labels (their fingerprint) agree.
-    assert len({r.data.params.get("data_id") for r in children if r.data.params.get("data_id")}) == 1
+    children = {d["run_id"] for d in defended.values()}
+    assert len(parents) == len(children) == CAMPAIGNS
+    assert set(found) == parents | children, sorted(r.info.run_name for r in found.values())  # no run lost or extra
+    assert all(r.info.status == "FINISHED" for r in found.values()), [(r.info.run_name, r.info.status)
+                                                                      for r in found.values()]
+    assert {found[c].data.tags.get("mlflow.parentRunId") for c in children} == parents
+    logged = client.search_logged_models([experiment.experiment_id], max_results=1000)
+    assert len(logged) == CAMPAIGNS and all(str(m.status).endswith("READY") for m in logged), \
+        [(m.name, str(m.status)) for m in logged]  # none left PENDING
+    # The same designs labelled by every campaign, on threads and on Dask: the labels' fingerprint agrees.
+    data_ids = {name: found[d["run_id"]].data.params.get("data_id") for name, d in defended.items()}
+    assert all(data_ids.values()) and len(set(data_ids.values())) == 1, data_ids
+    executed = _tasks_executed_by_workers(servers["dask"])
+    assert len(executed) == 2 and all(n > 0 for n in executed.values()), executed  # both worker processes worked
 
-    campaign_runs = [r for r in _flow_runs(servers["prefect"]) if r["name"] and r.get("state_type")]
-    completed = [r for r in campaign_runs if r["state_type"] == "COMPLETED"]
-    assert len(completed) >= 2, [(r["name"], r["state_type"]) for r in campaign_runs]
+    flow_runs = _flow_runs(servers["prefect"], "campaign")
+    states = sorted(r["state_type"] for r in flow_runs)
+    assert states == ["COMPLETED"] * CAMPAIGNS, states  # none left Running or Crashed
