@@ -124,10 +124,16 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
     started = time.perf_counter()
     logger = run_logger()
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
+    # data.rng_seed null (the scheduled deployments): this flow run's own seed, logged as the seed used.
+    params, seed_source = params.with_data_seed()
+    if seed_source:
+        logger.info("data seed %d (%s)", params.data.rng_seed, seed_source)
+        progress.say(f"data seed {params.data.rng_seed} ({seed_source})")
     tracker = Tracker(params.tracking_uri, params.experiment)  # fails before any work if unreachable
     designer = make_designer(params.designer.name, **params.designer.settings())
     parent = tracker.start_run(f"campaign-{designer.name}", params=flat_params(params),
-                               tags={"designer": designer.name, "kind": "campaign"})
+                               tags={"designer": designer.name, "kind": "campaign",
+                                     **({"data_seed_from": seed_source} if seed_source else {})})
     failed = True
     try:
         data = prepare_data(designer, params.data)
@@ -156,6 +162,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
             "designer": designer.name,
             "objective": getattr(designer, "objective", None),
             "search": params.search.strategy,
+            "rng_seed": params.data.rng_seed,
             "oracle_calls": oracle_calls,
             "labelling_oracle_calls": data.oracle_calls,
             "wall_seconds": round(time.perf_counter() - started, 2),

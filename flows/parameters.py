@@ -188,6 +188,32 @@ def check_seeds_file(path: str) -> None:
             "; ".join(duplicates[:3]), "; …" if len(duplicates) > 3 else "")
 
 
+#: ``data.rng_seed: null`` in a campaign's parameters: a fresh data seed per flow run (see :func:`fresh_data_seed`).
+FRESH = None
+
+
+class CampaignDataParameters(DataParameters):
+    """A campaign's data: as :class:`DataParameters`, and ``rng_seed`` may be null (fresh), for scheduled
+    deployments: a nightly run with a fixed seed would relabel nothing and retrain nothing, only repeat last night's
+    cached campaign."""
+
+    rng_seed: int | None = Field(0, description="seed of data sampling, the split and training; null (none on the "
+                                 "command line): a fresh seed per flow run, its scheduled start time in seconds since "
+                                 "1970 UTC, as the scheduled deployments use (each night new data and seeds; a retry "
+                                 "of the same flow run draws the same seed and reuses its cached labels and models)")
+
+
+def fresh_data_seed() -> tuple[int, str]:
+    """The seed ``rng_seed: null`` stands for, and where it came from: the current flow run's scheduled start time
+    (``prefect.runtime.flow_run.scheduled_start_time``: a deployment's scheduled slot, or when a manual run was
+    created; kept across retries of that flow run), as whole seconds since 1970 UTC (< 2**32 until 2106, so every
+    random generator takes it)."""
+    from prefect.runtime import flow_run
+
+    start = flow_run.scheduled_start_time
+    return int(start.timestamp()), f"flow run scheduled start {start.isoformat()}"
+
+
 class SurrogateParameters(_Parameters):
     hidden: tuple[int, ...] = Field((256, 128), description="hidden-layer sizes of the MLP")
     epochs: int = Field(15, ge=1, description="training epochs")
@@ -288,7 +314,8 @@ class CampaignParameters(_Parameters):
     preset: Preset = Field("full", description="starting point for the fields not given: full (a real run) or quick "
                            "(small data, short training and search: a few minutes on 2 cores)")
     designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
-    data: DataParameters = Field(DataParameters(), description="labelled data, unlabelled data and seeds")
+    data: CampaignDataParameters = Field(CampaignDataParameters(), description="labelled data, unlabelled data and "
+                                         "seeds")
     surrogate: SurrogateParameters = Field(SurrogateParameters(), description="surrogate training")
     search: SearchParameters = Field(SearchParameters(), description="design search and oracle verification")
     defenses: tuple[DefenseName, ...] = Field(("none", "fgsm", "vat"), description="surrogate defenses compared, "
@@ -304,6 +331,14 @@ class CampaignParameters(_Parameters):
         if not defenses:
             raise ValueError(f"no defense given; choose from {', '.join(DEFENSES)}")
         return defenses
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _campaign_data(cls, data: Any) -> Any:
+        """A plain :class:`DataParameters` (what the other flows take) is a campaign's data too."""
+        if isinstance(data, DataParameters) and not isinstance(data, CampaignDataParameters):
+            return data.model_dump(include=data.model_fields_set)
+        return data
 
     @model_validator(mode="after")
     def _rounds_are_one_shots(self) -> "CampaignParameters":
@@ -339,6 +374,14 @@ class CampaignParameters(_Parameters):
                     given = given.model_dump(include=given.model_fields_set)
                 merged[section] = {**defaults, **given}
         return merged
+
+    def with_data_seed(self) -> tuple["CampaignParameters", str | None]:
+        """These parameters with ``data.rng_seed: null`` (fresh) replaced by :func:`fresh_data_seed`'s seed, and
+        where that seed came from (``None``: the seed was given)."""
+        if self.data.rng_seed is not FRESH:
+            return self, None
+        seed, source = fresh_data_seed()
+        return self.model_copy(update={"data": self.data.model_copy(update={"rng_seed": seed})}), source
 
     @classmethod
     def defaults(cls, designer: str = "molecule", quick: bool = False) -> "CampaignParameters":

@@ -37,6 +37,7 @@ def test_deployment_entrypoint_and_parameters_are_valid(deployment, monkeypatch)
     validated = flow.validate_parameters(deployment.get("parameters", {}))
     assert validated is not None
     assert deployment["work_pool"]["name"] == "advdesign-process"
+    assert deployment["enforce_parameter_schema"] is True  # a wrong --param is refused when the run is created
     for schedule in deployment.get("schedules", []):
         assert len(schedule["cron"].split()) == 5
 
@@ -133,3 +134,166 @@ def test_prefect_toml_keeps_prefect_inside_the_project():
     settings = tomllib.loads((ROOT / "prefect.toml").read_text())
     assert settings["home"] == ".prefect"
     assert settings["server"]["analytics_enabled"] is False
+
+
+# --- scheduled deployments draw a fresh data seed (issue 14) --------------------------------------------------
+
+
+CAMPAIGNS = [d for d in DEPLOYMENTS if d["entrypoint"] == "flows/campaign.py:campaign"]
+
+
+@pytest.mark.parametrize("deployment", CAMPAIGNS, ids=[d["name"] for d in CAMPAIGNS])
+def test_scheduled_campaigns_draw_a_fresh_data_seed_and_runs_on_demand_a_fixed_one(deployment, monkeypatch):
+    """A nightly campaign with a fixed seed would repeat last night's fully cached run: the scheduled ones ask for a
+    fresh seed (null), the on-demand ones keep the reproducible default."""
+    flow = _flow(deployment["entrypoint"], monkeypatch)
+    params = flow.validate_parameters(deployment["parameters"])["params"]
+    assert params.data.rng_seed == (None if deployment.get("schedules") else 0)
+
+
+def test_a_fresh_seed_is_given_only_for_null():
+    from flows.parameters import CampaignParameters
+
+    fixed = CampaignParameters.defaults(quick=True)
+    assert fixed.with_data_seed() == (fixed, None)
+    seven = CampaignParameters.model_validate({"preset": "quick", "data": {"rng_seed": 7}})
+    assert seven.with_data_seed() == (seven, None)
+    # Other flows' data sections keep a plain integer seed: null is a campaign's word only.
+    from pydantic import ValidationError
+    from flows.parameters import DataParameters
+    with pytest.raises(ValidationError):
+        DataParameters(rng_seed=None)
+
+
+def test_a_fresh_seed_is_the_flow_runs_scheduled_start_and_a_retry_keeps_it(prefect_api):
+    """Two scheduled slots a day apart draw seeds a day (86,400 s) apart; a retry of one flow run draws its seed
+    again (Prefect keeps a run's expected start time), so it finds its own cached labels and models."""
+    from datetime import datetime, timedelta, timezone
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow_sync
+    from prefect.states import Scheduled
+
+    from flows.parameters import CampaignParameters
+
+    drawn: list[tuple[int, str]] = []
+
+    @flow(name="fresh-seed-probe", retries=1, retry_delay_seconds=0)
+    def probe(params: CampaignParameters) -> list:
+        resolved, source = params.with_data_seed()
+        drawn.append((resolved.data.rng_seed, source))
+        assert resolved.data.model_dump(exclude={"rng_seed"}) == params.data.model_dump(exclude={"rng_seed"})
+        if len(drawn) == 1:
+            raise RuntimeError("the first attempt fails, so the engine retries the same flow run")
+        return drawn
+
+    fresh = CampaignParameters.model_validate({"preset": "quick", "data": {"rng_seed": None}})
+    night = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+    seeds = []
+    with get_client(sync_client=True) as client:
+        for slot in (night, night + timedelta(days=1)):
+            drawn.clear()
+            run = client.create_flow_run(probe, parameters={"params": fresh}, state=Scheduled(scheduled_time=slot))
+            state = run_flow_sync(probe, flow_run=run, parameters={"params": fresh}, return_type="state")
+            assert state.is_completed(), state
+            assert len(drawn) == 2, "the probe ran once, not retried"
+            (first, source), (again, _) = drawn
+            assert first == again == int(slot.timestamp())
+            assert source == f"flow run scheduled start {slot.isoformat()}"
+            seeds.append(first)
+    assert seeds[1] - seeds[0] == 86_400
+    assert 0 < seeds[0] < 2**32  # every random generator takes it
+
+
+# --- the deployment form, submitted through a real Prefect server (issue 14) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_api):
+    """prefect.yaml's deployments registered as a user does (`prefect deploy --all` from the repository root, the
+    real command, in this process) on a real, temporary Prefect server; removed again afterwards. No worker runs:
+    nothing is executed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.testing.cli import invoke_and_assert
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="advdesign-process", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    invoke_and_assert(["--no-prompt", "deploy", "--all"], temp_dir=str(ROOT), expected_code=0, echo=False)
+    with get_client(sync_client=True) as client:
+        deployments = {d.name: d for d in client.read_deployments()}
+    assert {d["name"] for d in DEPLOYMENTS} <= set(deployments)
+    yield deployments
+    with get_client(sync_client=True) as client:
+        for name in {d["name"] for d in DEPLOYMENTS}:
+            client.delete_deployment(deployments[name].id)
+
+
+def _form_values(deployment) -> dict:
+    """What Prefect's custom-run form holds before anyone edits it, as the browser sends it: each parameter's
+    schema default, the deployment's own parameters over them (whole top-level values, as the server merges),
+    serialised to JSON (no NaN or infinity survives that)."""
+    schema = deployment.parameter_openapi_schema
+    defaults = {name: p["default"] for name, p in schema["properties"].items() if "default" in p}
+    return json.loads(json.dumps({**defaults, **deployment.parameters}, allow_nan=False))
+
+
+def _submit(deployment, parameters: dict):
+    """POST /deployments/{id}/create_flow_run with the body the UI's form posts (ui-v2 use-create-flow-run-form)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"enforce_parameter_schema": True, "name": "form-submitted", "parameters": parameters,
+            "state": {"type": "SCHEDULED", "message": "",
+                      "state_details": {"scheduled_time": None, "pause_reschedule": False, "deferred": False,
+                                        "untrackable_result": False}},
+            "empirical_policy": {"retries": None, "retry_delay": None, "resuming": False, "max_retries": 0,
+                                 "retry_delay_seconds": 0},
+            "tags": list(deployment.tags), "work_queue_name": None}
+    return httpx.post(f"{PREFECT_API_URL.value()}/deployments/{deployment.id}/create_flow_run", json=body,
+                      timeout=60)
+
+
+@pytest.mark.parametrize("spec", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
+def test_the_deployment_form_submits_unchanged(deployed, spec, monkeypatch):
+    """The custom-run form of every deployment, submitted as it opens: the server (schema enforced) accepts it, the
+    UI's own validation finds nothing, and the flow run holds exactly the deployment's settings."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    deployment = deployed[spec["name"]]
+    assert deployment.enforce_parameter_schema is True
+    assert deployment.parameters == json.loads(json.dumps(spec["parameters"]))
+    form = _form_values(deployment)
+    checked = httpx.post(f"{PREFECT_API_URL.value()}/ui/schemas/validate", timeout=60,
+                         json={"schema": deployment.parameter_openapi_schema, "values": form})
+    assert checked.status_code == 200 and checked.json()["errors"] == [], checked.text
+    response = _submit(deployment, form)
+    assert response.status_code == 201, response.text
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(response.json()["id"])
+        client.delete_flow_run(run.id)
+    assert run.deployment_id == deployment.id and run.parameters == form
+    # What the worker's flow run would start with: the deployment's own settings.
+    flow = _flow(spec["entrypoint"], monkeypatch)
+    assert flow.validate_parameters(run.parameters) == flow.validate_parameters(spec["parameters"])
+    if spec["name"] == "molecule-campaign-quick":
+        from flows.parameters import CampaignParameters
+
+        assert flow.validate_parameters(run.parameters)["params"] == CampaignParameters.defaults(quick=True)
+
+
+def test_the_server_refuses_a_form_with_a_wrong_value(deployed):
+    """The check above can fail: the same server refuses (409) what the schema forbids."""
+    deployment = deployed["molecule-campaign-quick"]
+    for wrong in ({"params": {"preset": "quick", "data": {"n_labelled": "many"}}},
+                  {"params": {"preset": "quick", "search": {"steps": 0}}},
+                  {"params": {"preset": "quick", "defenses": ["madry"]}}):
+        response = _submit(deployment, wrong)
+        assert response.status_code == 409, (wrong, response.status_code, response.text)
