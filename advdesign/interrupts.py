@@ -4,9 +4,10 @@ Left to the libraries, a signal in the middle of a campaign printed a traceback 
 Prefect's crash reports and, when the whole process group was signalled (Ctrl-C, ``kill -- -PGID``, a container
 stop), a minute of retries and tracebacks against the ephemeral Prefect server the same signal had just stopped;
 the process then waited for its task threads to finish their work. Here the command line's handler instead stops
-the child processes (oracle pools, Dask workers), marks the open MLflow runs KILLED and this process's Prefect flow
-runs Crashed (each best effort: the next run reaps what is left, see :mod:`flows.orphans`), stops the ephemeral
-Prefect server, prints one line and exits with 128 + the signal number, as a shell reports a killed command.
+the child processes (oracle pools, Dask workers), marks the open MLflow runs KILLED (the models they were still
+writing FAILED), this process's running Optuna trials FAIL and its Prefect flow runs Crashed (each best effort: the
+next run reaps what is left, see :mod:`flows.orphans`), stops the ephemeral Prefect server, prints one line and
+exits with 128 + the signal number, as a shell reports a killed command.
 
 Only the command line opts in (:func:`exit_cleanly`): a library caller or a test keeps Python's and Prefect's own
 behaviour (KeyboardInterrupt, Prefect's ``TerminationSignal`` and cancellation by a worker).
@@ -40,6 +41,9 @@ def _on_signal(signum: int, frame: Any) -> None:
     if tracking := sys.modules.get("tasks.tracking"):
         marked = tracking.kill_open_runs(reason)
         done.append(f"{marked} MLflow run{'s' * (marked != 1)} marked KILLED" if marked else "")
+    if tune := sys.modules.get("flows.tune"):
+        failed = tune.fail_running_trials(reason)
+        done.append(f"{failed} Optuna trial{'s' * (failed != 1)} marked FAIL" if failed else "")
     if orphans := sys.modules.get("flows.orphans"):
         done.append(orphans.end_claimed_flow_runs(reason))
     stop_descendants()

@@ -198,6 +198,42 @@ def mark_trial_process(trial: optuna.Trial) -> None:
     for attr, tag in zip(TRIAL_PROCESS_ATTRS, (PID_TAG, HOST_TAG, PROCESS_START_TAG)):
         if tag in tags:
             trial.set_user_attr(attr, tags[tag])
+    _STARTED_TRIALS[trial._trial_id] = trial.study._storage
+
+
+#: The trials this process has started (trial id: its storage): what a signal ends (:func:`fail_running_trials`).
+_STARTED_TRIALS: dict[int, Any] = {}
+
+
+def fail_running_trials(reason: str, timeout_s: float = 3.0) -> int:
+    """Mark FAIL, with ``reason`` as ``killed_reason``, the trials this process started that are still RUNNING;
+    the number marked. Called by the command line's signal handler (:mod:`advdesign.interrupts`) just before the
+    process exits, so Ctrl-C or SIGTERM leaves no trial RUNNING. Off the main thread and bounded by ``timeout_s``:
+    the signal may have cut into a storage call that holds the storage's lock; then the next ``tune`` on this host
+    fails the trial (:func:`fail_orphan_trials`)."""
+    import threading
+
+    marked = []
+
+    def mark() -> None:
+        for trial_id, storage in list(_STARTED_TRIALS.items()):
+            if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
+                continue
+            storage.set_trial_user_attr(trial_id, "killed_reason", reason)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            marked.append(trial_id)
+
+    worker = threading.Thread(target=lambda: _quietly(mark), daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return len(marked)
+
+
+def _quietly(call: Any) -> None:
+    try:
+        call()
+    except Exception:  # noqa: BLE001 — best effort at exit, see fail_running_trials
+        pass
 
 
 def fail_orphan_trials(study: optuna.Study) -> list[int]:

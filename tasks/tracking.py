@@ -329,6 +329,8 @@ def process_alive(pid: int, started: str | None) -> bool:
 
 # -- runs left open: interrupts and process exit --------------------------------------------------------------------
 _OPEN_RUNS: dict[str, MlflowClient] = {}
+#: Logged models this process has created and not yet finalized (PENDING while their files upload).
+_PENDING_MODELS: dict[str, MlflowClient] = {}
 _RUNS_LOCK = threading.Lock()
 
 
@@ -376,16 +378,29 @@ def _interrupt_reason() -> str | None:
     return None
 
 
+def _fail_model(client: MlflowClient, model_id: str, reason: str) -> None:
+    client.set_logged_model_tags(model_id, {KILLED_REASON_TAG: reason})
+    client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+
+
 def kill_open_runs(reason: str) -> int:
-    """Mark every run this process still has open KILLED with ``reason``; the number marked."""
+    """Mark every run this process still has open KILLED with ``reason``, and every logged model it was still
+    writing (PENDING) FAILED; the number of runs marked."""
     # A signal handler may call this while the interrupted main thread holds the lock: wait briefly, not forever.
     if not _RUNS_LOCK.acquire(timeout=2):
         return 0
     try:
         runs = list(_OPEN_RUNS.items())
         _OPEN_RUNS.clear()
+        models = list(_PENDING_MODELS.items())
+        _PENDING_MODELS.clear()
     finally:
         _RUNS_LOCK.release()
+    for model_id, client in models:
+        try:
+            _fail_model(client, model_id, reason)
+        except Exception:  # noqa: BLE001 — best effort at exit; the next Tracker fails it with its run
+            pass
     marked = 0
     for run_id, client in runs:
         try:
@@ -437,23 +452,29 @@ class Tracker:
                 continue
             if process_alive(pid, tags.get(PROCESS_START_TAG)):
                 continue
-            self.client.set_tag(run.info.run_id, KILLED_REASON_TAG,
-                                f"orphaned: process {pid} on {host} ended with the run still RUNNING")
+            reason = f"orphaned: process {pid} on {host} ended with the run still RUNNING"
+            self.client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
             self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            self._fail_pending_models([run.info.run_id], reason)
             killed.append(run.info.run_id)
-        if killed:
-            self._fail_pending_models(set(killed))
         return killed
 
-    def _fail_pending_models(self, run_ids: set[str]) -> None:
-        """Logged models the killed runs left PENDING (the process died while writing them) become FAILED."""
-        try:
-            models = self.client.search_logged_models([self.experiment_id], max_results=1000)
-        except MlflowException:
-            return
-        for model in models:
-            if model.source_run_id in run_ids and model.status == LoggedModelStatus.PENDING:
-                self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+    def _fail_pending_models(self, run_ids: list[str], reason: str) -> list[str]:
+        """Logged models the killed runs left PENDING (the process died while writing them) become FAILED, with
+        the reason as a tag; their ids. Looked up by source run (however many models the experiment holds)."""
+        failed = []
+        for start in range(0, len(run_ids), 50):
+            quoted = ", ".join(f"'{run_id}'" for run_id in run_ids[start:start + 50])
+            try:
+                models = self.client.search_logged_models([self.experiment_id],
+                                                          filter_string=f"source_run_id IN ({quoted})")
+            except MlflowException:
+                return failed
+            for model in models:
+                if model.status == LoggedModelStatus.PENDING:
+                    _fail_model(self.client, model.model_id, reason)
+                    failed.append(model.model_id)
+        return failed
 
     def start_run(
         self, name: str, parent_run_id: str | None = None, params: Mapping[str, Any] | None = None,
@@ -620,13 +641,18 @@ class Tracker:
             tags={FINGERPRINT_TAG: fp},
             params={"input_shape": str(list(np.shape(input_example))[1:]), "output_shape": str(list(output.shape)[1:]),
                     "module": type(model).__name__})
+        with _RUNS_LOCK:
+            _PENDING_MODELS[logged.model_id] = self.client
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 save_model(model, tmp)
                 self.client.log_model_artifacts(logged.model_id, tmp)
-        except BaseException:
-            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        except BaseException as exc:
+            _fail_model(self.client, logged.model_id, _interrupt_reason() or _first_line(exc))
             raise
+        finally:
+            with _RUNS_LOCK:
+                _PENDING_MODELS.pop(logged.model_id, None)
         self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         self._link_model(run_id, logged.model_id)
         return logged.model_id

@@ -1,4 +1,5 @@
-"""A killed flow leaves no flow run Running in Prefect: the next flow marks it Crashed (issue 16)."""
+"""A killed flow leaves no flow run Running in Prefect: the next flow marks it Crashed; nor a run RUNNING or a
+logged model PENDING in MLflow: the next Tracker marks them KILLED and FAILED, with the reason (issue 16)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,28 @@ def test_a_kill_9_flow_is_crashed_by_the_next_flow(prefect_api, tmp_path):
     assert run.state.type == StateType.CRASHED
     assert f"process {child.pid} on {socket.gethostname()}" in run.state.message
     assert run.labels[PID_TAG] == str(child.pid)
+
+
+def test_a_dead_processs_pending_models_are_failed_with_the_reason_and_a_live_ones_left(tmp_path):
+    from mlflow.entities import LoggedModelStatus
+
+    from tasks.tracking import KILLED_REASON_TAG, Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "orphans")
+    dead = _dead_pid()
+    orphan = tracker.start_run("orphan", tags={PID_TAG: str(dead), PROCESS_START_TAG: "0"})
+    alive = tracker.start_run("alive")
+    create = tracker.client.create_logged_model
+    half = [create(tracker.experiment_id, name=f"half-{i}", source_run_id=orphan).model_id for i in range(2)]
+    done = create(tracker.experiment_id, name="done", source_run_id=orphan).model_id
+    tracker.client.finalize_logged_model(done, LoggedModelStatus.READY)
+    writing = create(tracker.experiment_id, name="writing", source_run_id=alive).model_id  # a live process's
+
+    Tracker(uri, "orphans")  # start-up sweep
+    status = {m: str(tracker.client.get_logged_model(m).status).rsplit(".", 1)[-1] for m in [*half, done, writing]}
+    assert status == {half[0]: "FAILED", half[1]: "FAILED", done: "READY", writing: "PENDING"}
+    for model_id in half:
+        assert f"process {dead} on {socket.gethostname()} ended" in \
+            tracker.client.get_logged_model(model_id).tags[KILLED_REASON_TAG]
+    tracker.end_run(alive)
