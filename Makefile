@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow ui dashboard bench bench-oracles serve clean
+.PHONY: venv demo test test-slow ui dashboard bench bench-pmo bench-oracles serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: venv  ## benchmarks 0-3 into benchmarks/results/, then the README's table
 	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300 --loop none,fgsm --output-dir $(RESULTS) --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/equal_budget.py --domain car --output-dir $(RESULTS) --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/speed.py --threads 1 --output $(RESULTS)/speed.json --tracking-uri $(STORE)
+	$(BIN)/python benchmarks/report.py --readme README.md
+
+bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop / hill-climber / random (~2 h on 2 cores)
+	$(BIN)/python benchmarks/pmo.py --runs 3 --json-out $(RESULTS)/pmo.json --resume
 	$(BIN)/python benchmarks/report.py --readme README.md
 
 bench-oracles: venv  ## oracle and solver measurements, printed as JSON (lbmpy's comparison needs lbmpy)
