@@ -238,3 +238,39 @@ def test_eight_campaigns_at_once_on_postgres_mlflow_prefect_and_dask_servers(ser
     flow_runs = _flow_runs(servers["prefect"], "campaign")
     states = sorted(r["state_type"] for r in flow_runs)
     assert states == ["COMPLETED"] * CAMPAIGNS, states  # none left Running or Crashed
+
+
+EPHEMERAL_FLOW = """
+import advdesign.environment
+from prefect import flow, task
+from flows.orphans import claim_flow_run
+
+@task
+def one():
+    return 1
+
+@flow(name="ephemeral-start")
+def start():
+    claim_flow_run()
+    return one()
+
+print("ok", start())
+"""
+
+
+def test_eight_flows_start_the_ephemeral_prefect_api_at_once_on_a_fresh_home(folder):
+    """Without a Prefect server every command starts Prefect's ephemeral API on PREFECT_HOME's SQLite database;
+    eight of them at once on a fresh home (the migrations race) all start, within the project's start-up timeout."""
+    home = folder / "fresh-prefect-home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env.update({"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    processes = [_start([sys.executable, "-c", EPHEMERAL_FLOW], folder / f"ephemeral{i}.log", env)
+                 for i in range(CAMPAIGNS)]
+    try:
+        codes = [process.wait(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            _stop(process)
+    logs = [(folder / f"ephemeral{i}.log").read_text() for i in range(CAMPAIGNS)]
+    assert codes == [0] * CAMPAIGNS, [log[-1500:] for log, code in zip(logs, codes) if code]
+    assert all(log.splitlines()[-1] == "ok 1" for log in logs), logs
