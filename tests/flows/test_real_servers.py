@@ -11,6 +11,7 @@ CI's machine has both (Debian's postgresql package and ``.[dev]``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -238,6 +239,29 @@ def test_eight_campaigns_at_once_on_postgres_mlflow_prefect_and_dask_servers(ser
     flow_runs = _flow_runs(servers["prefect"], "campaign")
     states = sorted(r["state_type"] for r in flow_runs)
     assert states == ["COMPLETED"] * CAMPAIGNS, states  # none left Running or Crashed
+
+
+def test_database_urls_fail_in_one_line_before_any_work_against_a_real_postgresql(postgres, capsys):
+    """The store checks against a live PostgreSQL: its plain ``postgresql://`` URL (SQLAlchemy's default driver)
+    passes; a database that does not exist, a dead port and a driver that is not installed fail in one line, at
+    once, naming the URL (the password hidden), before any work."""
+    from advdesign.cli import main
+    from tasks.tracking import check_reachable
+
+    check_reachable(postgres)
+    check_reachable(postgres.replace("postgresql+psycopg://", "postgresql://"))
+    base, port = postgres.rsplit("/", 1)[0], postgres.rsplit(":", 1)[1].split("/")[0]
+    bad = {base.replace("postgres@", "postgres:secret@") + "/nosuchdb": r'cannot connect: .*"nosuchdb" does not exist',
+           base.replace(port, str(_free_port())) + "/mlflow": r"database server 127.0.0.1:\d+ is unreachable",
+           postgres.replace("+psycopg:", "+pg8000:"): r"the database driver 'pg8000' is not installed \(pip install"}
+    if importlib.util.find_spec("pg8000") is not None:
+        bad.popitem()
+    for url, expected in bad.items():
+        started = time.monotonic()
+        code = main(["train", "--tracking-uri", url])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and re.search(expected, err), err
+        assert "secret" not in err and time.monotonic() - started < 15, err
 
 
 EPHEMERAL_FLOW = """
