@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 
 import pytest
 
@@ -80,6 +81,10 @@ BAD_INVOCATIONS = [
     (["train", "--tracking-uri", "postgresql+psycopg://u@127.0.0.1:9/db"],  # a dead port: one try, not 2 min
      r"postgresql\+psycopg://u@127.0.0.1:9/db: (database server 127.0.0.1:9 is unreachable|the database driver)"),
     (["baselines", "--tracking-uri", "sqlite:////no-such-folder/mlflow.db"], r"folder /no-such-folder does not exist"),
+    # a read-only folder for real (not writable even by root): refused up front, not after 100 s of retries
+    (["campaign", "--tracking-uri", "sqlite:////proc/sys/mlflow.db"], r"mlflow.db: /proc/sys is not writable"),
+    (["campaign", "--tracking-uri", "postgresql://u:secret@127.0.0.1:9/db"],  # SQLAlchemy's default driver
+     r"postgresql://u:\*\*\*@127.0.0.1:9/db: (database server 127.0.0.1:9 is unreachable|the database driver)"),
     (["evaluate", "--tracking-uri", "foo://bar"], r"unsupported scheme 'foo'"),
     (["ui", "--tracking-uri", "foo://bar"], r"unsupported scheme 'foo'"),
     (["tune", "--storage", "bad://x"], r"--storage \(Optuna\) 'bad://x': unsupported scheme 'bad'"),
@@ -106,7 +111,9 @@ def bad_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv, expected", BAD_INVOCATIONS, ids=[" ".join(a) or "(none)" for a, _ in BAD_INVOCATIONS])
 def test_every_bad_input_is_one_line_naming_the_culprit(argv, expected, bad_files, capsys):
     argv = [part.format(**bad_files) for part in argv]
+    started = time.monotonic()
     code = main(argv)
+    took = time.monotonic() - started
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert code != 0
@@ -115,6 +122,7 @@ def test_every_bad_input_is_one_line_naming_the_culprit(argv, expected, bad_file
     assert re.search(expected, err), err
     assert err.startswith("advdesign") and ": error: " in err
     assert len(err) < 400  # no file contents, no library dump
+    assert took < 20, f"{took:.0f} s"  # no retries (a first import of a heavy module may take a few seconds)
 
 
 def test_a_refused_json_path_leaves_no_file_and_a_good_one_is_not_created_early(tmp_path):
