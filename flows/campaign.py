@@ -7,13 +7,14 @@ predicted gain, high transfer rate) where a plain surrogate's finds adversarial 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import numpy as np
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from designers import make_designer
 from flows.loop import loop_and_log
@@ -47,21 +48,60 @@ def flat_params(params: CampaignParameters) -> dict[str, Any]:
     return applicable_params(out, params.defenses)
 
 
-def comparison_markdown(summary: dict[str, Any]) -> str:
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI: the tracking server's own, or for a local store the one `advdesign ui` serves
+    (127.0.0.1:5000). ``workflowType=machine_learning``: MLflow 3's UI otherwise opens a fresh browser in its GenAI
+    view, whatever the experiment's kind tag says."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def _columns(summary: dict[str, Any]) -> tuple[str, ...]:
     ran = [r for r in summary["defenses"].values() if "error" not in r]
-    columns = COMPARED + tuple(k for k in PROTOCOL if ran and all(k in r for r in ran))
-    header = "| defense | " + " | ".join(columns) + " | validation_r2 |"
+    return COMPARED + tuple(k for k in PROTOCOL if ran and all(k in r for r in ran))
+
+
+def comparison_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per defense for Prefect's table artifact: the compared numbers, the validation R², the gap
+    (predicted minus true gain) and the defense's MLflow run page."""
+    mlflow, rows = summary["mlflow"], []
+    for defense, result in summary["defenses"].items():
+        row: dict[str, Any] = {"defense": defense}
+        if "error" in result:
+            row["error"] = result["error"]
+        else:
+            row.update({k: result[k] for k in _columns(summary)})
+            row["validation_r2"] = result.get("validation_r2")
+            if "predicted_improvement_mean" in result and "oracle_improvement_mean" in result:
+                row["gap"] = result["predicted_improvement_mean"] - result["oracle_improvement_mean"]
+        if "run_id" in result:
+            row["mlflow_run"] = mlflow_run_url(mlflow["tracking_uri"], mlflow["experiment_id"], result["run_id"])
+        rows.append(row)
+    # numpy numbers as plain ones
+    return json.loads(json.dumps(rows, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def comparison_markdown(summary: dict[str, Any]) -> str:
+    columns = _columns(summary)
+    mlflow = summary["mlflow"]
+    header = "| defense | " + " | ".join(columns) + " | validation_r2 | MLflow run |"
     lines = [f"# Campaign: {summary['designer']} ({summary.get('search', 'one-shot')})", "", header,
-             "|" + "---|" * (len(columns) + 2)]
+             "|" + "---|" * (len(columns) + 3)]
     for defense, result in summary["defenses"].items():
         if "error" in result:
             lines.append(f"| {defense} | failed: {result['error']} |")
             continue
         cells = [f"{result[k]:.3f}" if isinstance(result[k], float) else str(result[k]) for k in columns]
-        lines.append(f"| {defense} | " + " | ".join(cells) + f" | {result.get('validation_r2', float('nan')):.3f} |")
-    lines += ["", f"Oracle calls: {summary['oracle_calls']}. MLflow parent run: `{summary['mlflow']['parent_run_id']}`.",
-              "Only the oracle's scores count; the gap between predicted and true improvement tells an adversarial",
-              "example from a design."]
+        run = result.get("run_id")
+        link = f"[{run[:8]}]({mlflow_run_url(mlflow['tracking_uri'], mlflow['experiment_id'], run)})" if run else ""
+        lines.append(f"| {defense} | " + " | ".join(cells)
+                     + f" | {result.get('validation_r2', float('nan')):.3f} | {link} |")
+    parent = mlflow["parent_run_id"]
+    lines += ["", f"Oracle calls: {summary['oracle_calls']}. MLflow parent run: "
+              f"[{parent}]({mlflow_run_url(mlflow['tracking_uri'], mlflow['experiment_id'], parent)})"
+              + ("" if mlflow["tracking_uri"].startswith(("http://", "https://")) else " (after `advdesign ui`)")
+              + ".", "Only the oracle's scores count; the gap between predicted and true improvement tells an",
+              "adversarial example from a design."]
     return "\n".join(lines)
 
 
@@ -120,7 +160,14 @@ def _log_anytime(tracker: Tracker, run_id: str, designer: str, results: dict[str
 
 @flow(name="campaign", log_prints=True, result_serializer=DATA_SERIALIZER)
 def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any]:
-    """Run the campaign and return its summary (the ``--json`` document)."""
+    """Run the campaign and return its summary (the ``--json`` document).
+
+    Args:
+        params: the whole campaign: designer and constraints, data, surrogate training, search, the defenses
+            compared, and the MLflow experiment. Fields left out take the designer's defaults and the preset's
+            (``{"preset": "quick"}`` is the few-minute demo); ``data.rng_seed: null`` draws a fresh data seed
+            per flow run (the scheduled deployments).
+    """
     started = time.perf_counter()
     logger = run_logger()
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
@@ -175,6 +222,8 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
         _log_anytime(tracker, parent, designer.name, results)
         create_markdown_artifact(comparison_markdown(summary), key=f"campaign-{designer.name}",
                                  description="surrogate defenses compared on the true oracle")
+        create_table_artifact(comparison_table(summary), key=f"campaign-{designer.name}-table",
+                              description="surrogate defenses compared on the true oracle, with their MLflow runs")
         failed = any("error" in r for r in results.values())
         return summary
     finally:

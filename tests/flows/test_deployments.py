@@ -79,6 +79,18 @@ def _jsonable(value):
     return value
 
 
+def test_every_campaign_field_has_a_description(monkeypatch):
+    """The form shows each field's description: the flow's own parameter (from its docstring) and every field of
+    every section."""
+    flow = _flow("flows/campaign.py:campaign", monkeypatch)
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
+    fields = {f"{name}": p for name, p in schema["properties"].items()}
+    for section, definition in schema["definitions"].items():
+        fields.update({f"{section}.{name}": p for name, p in definition.get("properties", {}).items()})
+    assert len(fields) > 50
+    assert [name for name, p in fields.items() if not p.get("description")] == []
+
+
 def test_a_campaign_parameter_set_is_plain_json():
     from flows.parameters import CampaignParameters
 
