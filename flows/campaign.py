@@ -20,7 +20,8 @@ from designers import make_designer
 from flows.loop import loop_and_log
 from flows.orphans import claim_flow_run
 from flows.parameters import CampaignParameters
-from flows.stages import add_verified_designs, choose_seeds, design_and_log, prepare_data, train_and_log
+from flows.stages import (add_verified_designs, choose_seeds, design_and_log, log_data_inputs, prepare_data,
+                          train_and_log)
 from tasks import progress
 from tasks.pure_stages import DesignData, Seeds, run_logger
 from tasks.result_serializer import DATA_SERIALIZER
@@ -184,6 +185,8 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
     failed = True
     try:
         data = prepare_data(designer, params.data)
+        # The campaign's data on its own run's Datasets panel (the unlabelled designs when VAT uses them).
+        log_data_inputs(tracker, parent, designer, data, "vat" if "vat" in params.defenses else "none")
         seeds = choose_seeds(designer, data, params.data)
         oracle_calls = data.oracle_calls + (len(seeds.designs) if params.data.seeds_file else 0)
         results: dict[str, dict[str, Any]] = {}

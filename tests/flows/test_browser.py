@@ -60,6 +60,11 @@ def test_a_scheduled_campaign_uses_and_logs_a_fresh_data_seed(scheduled_campaign
     assert parent.data.params["data.rng_seed"] == str(seed)  # the seed used, not null
     assert parent.data.tags["data_seed_from"] == f"flow run scheduled start {SLOT.isoformat()}"
     assert summary["defenses"]["none"]["n_seeds"] == 6
+    # The data it labelled is the parent run's dataset input (MLflow's Datasets panel), named by its fingerprint.
+    contexts = {i.tags[0].value: i.dataset for i in parent.inputs.dataset_inputs}
+    assert set(contexts) == {"training", "validation"}
+    rows = [json.loads(contexts[c].profile)["num_rows"] for c in ("training", "validation")]
+    assert rows[0] > rows[1] > 0 and sum(rows) <= 400  # 10 % validation of the 400 labelled (less any unscored)
 
 
 @pytest.mark.slow
