@@ -378,7 +378,13 @@ def surrogate_objective(params: TuneParameters, designer: Any, data: DesignData,
 
 @flow(name="tune-surrogate", log_prints=True, result_serializer=DATA_SERIALIZER)
 def tune(params: TuneParameters = TuneParameters()) -> dict[str, Any]:
-    """Add ``n_trials`` trials to the study (created or resumed) and return the summary (the ``--json``)."""
+    """Add ``n_trials`` trials to the study (created or resumed) and return the summary (the ``--json``).
+
+    Args:
+        params: the whole tuning study: the Optuna study (name, storage, trials, objective), the hyper-parameter
+            space searched, the designer, data, surrogate and search settings each trial starts from, the
+            defenses tuned, and the MLflow experiment. Fields left out take their defaults.
+    """
     started = time.perf_counter()
     logger = run_logger()
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
