@@ -155,6 +155,13 @@ def run_design(args: argparse.Namespace, params: Any) -> int:
     return 0
 
 
+def ui_url(port: int, host: str = "127.0.0.1") -> str:
+    """The MLflow UI's experiments page in its model-training view: MLflow 3.17's UI opens a fresh browser in its
+    GenAI view (and lists only GenAI experiments there) unless the URL says ``workflowType=machine_learning``
+    (mlflow/mlflow#24498); the Prefect artifacts' run links carry it too (``flows.campaign.mlflow_run_url``)."""
+    return f"http://{host}:{port}/#/experiments?workflowType=machine_learning"
+
+
 def run_ui(args: argparse.Namespace, params: Any) -> int:
     uri = environment.tracking_uri(args.tracking_uri)
     check_tracking(uri)
@@ -164,7 +171,7 @@ def run_ui(args: argparse.Namespace, params: Any) -> int:
 
     if artifact_root := local_artifact_root(uri):
         command += ["--default-artifact-root", artifact_root]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}", flush=True)
+    print(f"MLflow UI on {ui_url(args.port)} for {uri}", flush=True)
     os.execv(sys.executable, command)
     return 0
 
