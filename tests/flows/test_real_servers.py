@@ -241,6 +241,86 @@ def test_eight_campaigns_at_once_on_postgres_mlflow_prefect_and_dask_servers(ser
     assert states == ["COMPLETED"] * CAMPAIGNS, states  # none left Running or Crashed
 
 
+KILLED_CAMPAIGN = """
+import sys, time
+import advdesign.environment
+import optuna
+from prefect import flow
+from prefect.runtime import flow_run
+from flows.orphans import claim_flow_run
+from flows.tune import mark_trial_process
+from tasks.tracking import Tracker
+
+@flow(name="killed-campaign")
+def killed(optuna_storage):
+    claim_flow_run()
+    tracker = Tracker(None, "real-servers-orphans")
+    parent = tracker.start_run("campaign")
+    child = tracker.start_run("none", parent_run_id=parent)
+    model = tracker.client.create_logged_model(tracker.experiment_id, name="surrogate", source_run_id=child)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(storage=optuna_storage, study_name="orphans", load_if_exists=True).ask()
+    mark_trial_process(trial)
+    print("ready", flow_run.id, parent, child, model.model_id, trial.number, flush=True)
+    time.sleep(600)
+
+killed(sys.argv[1])
+"""
+
+
+def test_a_kill_9_leaves_nothing_running_on_the_servers_once_the_next_run_sweeps(servers, postgres, folder):
+    """kill -9 mid-campaign (no handler runs): its MLflow runs RUNNING and model PENDING on the tracking server, its
+    Optuna trial RUNNING in PostgreSQL, its flow run Running on the Prefect server. The next run's start-up sweeps
+    (Tracker, open_study, claim_flow_run) mark each ended, with the dead process named as the reason."""
+    import optuna
+    import psycopg
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.orphans import reap_orphan_flow_runs
+    from flows.tune import fail_orphan_trials
+    from tasks.tracking import KILLED_REASON_TAG, Tracker
+
+    with psycopg.connect(postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+        db.execute("CREATE DATABASE optuna")
+    storage = postgres.rsplit("/", 1)[0] + "/optuna"
+    env = {**os.environ, "PREFECT_API_URL": servers["prefect"], "PREFECT_HOME": servers["home"],
+           "MLFLOW_TRACKING_URI": servers["mlflow"], "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    log = folder / "killed.log"
+    victim = _start([sys.executable, "-c", KILLED_CAMPAIGN, storage], log, env)
+    try:
+        deadline = time.monotonic() + 300
+        while not (ready := re.search(r"^ready (.+)$", log.read_text(), re.M)) and victim.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready, log.read_text()[-3000:]
+    finally:
+        os.killpg(victim.pid, 9)
+        victim.wait(timeout=30)
+    flow_run_id, parent, child, model_id, trial_number = ready.group(1).split()
+
+    gone = f"process {victim.pid} on {socket.gethostname()} ended"
+    tracker = Tracker(servers["mlflow"], "real-servers-orphans")  # the next run's start-up
+    client = MlflowClient(servers["mlflow"])
+    for run_id in (parent, child):
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and gone in run.data.tags[KILLED_REASON_TAG], run.info
+    model = client.get_logged_model(model_id)
+    assert str(model.status).endswith("FAILED") and gone in model.tags[KILLED_REASON_TAG]
+    assert tracker.reap_orphans() == []  # once only
+
+    study = optuna.load_study(study_name="orphans", storage=storage)
+    assert fail_orphan_trials(study) == [int(trial_number)]
+    trial = optuna.load_study(study_name="orphans", storage=storage).trials[int(trial_number)]
+    assert trial.state == optuna.trial.TrialState.FAIL and f"process {victim.pid}" in trial.user_attrs["killed_reason"]
+
+    with temporary_settings({PREFECT_API_URL: servers["prefect"]}), get_client(sync_client=True) as prefect:
+        assert [str(r) for r in reap_orphan_flow_runs(prefect)] == [flow_run_id]
+        state = prefect.read_flow_run(flow_run_id).state
+    assert state.type.value == "CRASHED" and f"orphaned: process {victim.pid}" in state.message
+
+
 def test_database_urls_fail_in_one_line_before_any_work_against_a_real_postgresql(postgres, capsys):
     """The store checks against a live PostgreSQL: its plain ``postgresql://`` URL (SQLAlchemy's default driver)
     passes; a database that does not exist, a dead port and a driver that is not installed fail in one line, at
