@@ -221,11 +221,14 @@ def listener():
             except OSError:
                 return
             held.append(connection)
-            connection.recv(65536)
-            if settings["reply"] is not None:
+            try:
+                if not connection.recv(65536) or settings["reply"] is None:
+                    continue  # a bare connect (the port probe), or a port that never answers
                 time.sleep(settings["delay_s"])
                 connection.sendall(settings["reply"])
                 connection.close()
+            except OSError:
+                continue
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
