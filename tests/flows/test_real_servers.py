@@ -4,9 +4,11 @@ server on it, a Prefect server, and a Dask scheduler with two worker processes o
 against them, four on the Dask cluster and four on threads: no MLflow run is lost or left open, no logged model is
 left PENDING, every flow run completes, each JSON names its own versioned model (``models:/name/N``, registered
 from its own run), and the labels agree: every campaign labels the same designs itself (no cached labels) and the
-Dask campaigns' labels are the thread runner's.
+Dask campaigns' labels are the thread runner's. Beside it: a kill -9 mid-campaign leaves runs, a model, an Optuna
+trial (in PostgreSQL) and a flow run that the next run's sweeps end with a reason; database URLs fail in one line
+against the live PostgreSQL; eight flows start Prefect's ephemeral API at once on a fresh PREFECT_HOME.
 
-Slow (``make test-slow``, ~4-6 min on 2 cores). Skipped when PostgreSQL's ``initdb`` or ``psycopg`` is missing;
+Slow (``make test-slow``, ~5.5 min on 2 shared cores, the eight campaigns ~2.5 min of it). Skipped when PostgreSQL's ``initdb`` or ``psycopg`` is missing;
 CI's machine has both (Debian's postgresql package and ``.[dev]``)."""
 
 from __future__ import annotations
