@@ -21,7 +21,7 @@ from prefect.settings import get_current_settings
 
 from designers.base import Designer
 from flows.parameters import CampaignParameters
-from flows.stages import log_design_pictures
+from flows.stages import log_data_inputs, log_design_pictures
 from tasks.candidates import campaign_metrics
 from tasks.ensemble import EnsembleMean
 from tasks.prefect_tasks import designer_fingerprint, oracle_in_batches, train_ensemble_task
@@ -59,6 +59,9 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
     for record in histories[0].epochs:
         tracker.log_metrics(run_id, {"train_loss": record.train_loss, "validation_loss": record.validation_loss},
                             step=record.epoch)
+    # The data this defense's ensemble trained on, in the child run's Datasets panel (as the parent's and the
+    # one-shot runs'): training, validation and, for VAT, the unlabelled designs.
+    log_data_inputs(tracker, run_id, designer, data, defense)
     ensemble_mean = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)
     trained = {**regression_metrics(ensemble.members[0], data.x_val, data.y_val),
                **{f"ensemble_{k}": v for k, v in ensemble_mean.items()},
@@ -109,7 +112,7 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
             metrics[f"designs_{name}_mean"] = float(np.nanmean(table[name].to_numpy(dtype=float)))
     tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     tracker.log_table(run_id, table, "designs.json")
-    log_design_pictures(tracker, run_id, designer, table, seeds)
+    log_design_pictures(tracker, run_id, designer, table, seeds, seed_predicted)
     figure = anytime_figure({defense: curve_of(metrics)}, f"{designer.name}: design loop, {defense}")
     tracker.log_figure(run_id, figure, "anytime.png")
     plt.close(figure)

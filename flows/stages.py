@@ -150,20 +150,32 @@ def design_and_log(
             metrics[f"designs_{name}_mean"] = float(np.nanmean(candidates[name].to_numpy(dtype=float)))
     tracker.log_metrics(run_id, metrics)
     tracker.log_table(run_id, candidates, "designs.json")
-    log_design_pictures(tracker, run_id, designer, candidates, seeds)
+    log_design_pictures(tracker, run_id, designer, candidates, seeds, searcher.seed_predicted)
     return metrics, candidates
 
 
 def log_design_pictures(tracker: Tracker, run_id: str, designer: Designer, verified: pd.DataFrame,
-                        seeds: Seeds) -> None:
-    """The verified designs' pictures: the best design per seed beside its seed, predicted against true score."""
+                        seeds: Seeds, seed_predicted: np.ndarray | None = None) -> None:
+    """The verified designs' pictures: the best design per seed beside its seed, predicted against true score
+    (``seed_predicted``: the surrogate's prediction of each seed, to place the seeds where it put them)."""
     _log_best_pictures(tracker, run_id, designer, verified, seeds)
-    _log_predicted_vs_true(tracker, run_id, verified)
+    figure = predicted_vs_true_figure(verified, seeds.scores, seed_predicted)
+    tracker.log_figure(run_id, figure, "predicted_vs_true.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
-def _log_predicted_vs_true(tracker: Tracker, run_id: str, candidates: pd.DataFrame) -> None:
-    """Scatter of the surrogate's prediction against the oracle's score: adversarial examples sit far above
-    the diagonal."""
+def predicted_vs_true_figure(candidates: pd.DataFrame, seed_scores: np.ndarray | None = None,
+                             seed_predicted: np.ndarray | None = None) -> Any:
+    """The surrogate's prediction (y) against the oracle's score (x) of every verified design, with the diagonal
+    y = x where a perfect surrogate's points would lie: adversarial examples sit far above it.
+
+    The seeds of those designs are drawn apart, never on the diagonal as if predicted perfectly: where the
+    surrogate's prediction of a seed is known, as their own marker set at (seed's true score, seed's prediction),
+    so a design's rise above its seed is the predicted gain and its shift to the right the true gain; a seed
+    without a prediction only as a tick of its true score on the x axis (a rug): it has no predicted value.
+    Returns the figure (its axis: designs, then seeds, as scatter collections)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,18 +184,33 @@ def _log_predicted_vs_true(tracker: Tracker, run_id: str, candidates: pd.DataFra
     ok = candidates[candidates["oracle_failure"].isna()] if len(candidates) else candidates
     figure, axis = plt.subplots(figsize=(5, 5))
     if len(ok):
-        axis.scatter(ok["true_score"], ok["predicted"], s=12, alpha=0.6, label="designs")
-        axis.scatter(ok["seed_score"], ok["seed_score"], s=6, c="grey", alpha=0.4, label="seeds (true)")
-        low = float(min(ok["true_score"].min(), ok["predicted"].min()))
-        high = float(max(ok["true_score"].max(), ok["predicted"].max()))
-        axis.plot([low, high], [low, high], "k--", lw=1, label="prediction = truth")
+        true, predicted = ok["true_score"].to_numpy(dtype=float), ok["predicted"].to_numpy(dtype=float)
+        axis.scatter(true, predicted, s=12, alpha=0.6, label="designs", zorder=3)
+        xs, ys = [true], [predicted]
+        if seed_scores is not None:
+            index = np.unique(ok["seed_index"].to_numpy(dtype=int))
+            seed_true = np.asarray(seed_scores, dtype=float)[index]
+            seed_pred = (np.asarray(seed_predicted, dtype=float)[index] if seed_predicted is not None
+                         else np.full(len(index), np.nan))
+            known = np.isfinite(seed_pred)
+            if known.any():
+                axis.scatter(seed_true[known], seed_pred[known], s=22, marker="s", facecolors="none",
+                             edgecolors="tab:red", linewidths=0.8, label="seeds (surrogate's prediction)", zorder=2)
+                xs.append(seed_true[known])
+                ys.append(seed_pred[known])
+            if (~known).any():
+                axis.vlines(seed_true[~known], 0, 0.03, transform=axis.get_xaxis_transform(), colors="grey",
+                            lw=0.8, label="seeds' true scores (no prediction)")
+                xs.append(seed_true[~known])
+        low = float(min(np.min(v) for v in xs + ys))
+        high = float(max(np.max(v) for v in xs + ys))
+        axis.plot([low, high], [low, high], "k--", lw=1, label="prediction = truth (y = x)")
         axis.legend(loc="upper left", fontsize=8)
     axis.set_xlabel("true score (oracle)")
     axis.set_ylabel("predicted score (surrogate)")
     axis.set_title(f"{len(ok)} verified designs")
     figure.tight_layout()
-    tracker.log_figure(run_id, figure, "predicted_vs_true.png")
-    plt.close(figure)
+    return figure
 
 
 def _log_best_pictures(tracker: Tracker, run_id: str, designer: Designer, candidates: pd.DataFrame,

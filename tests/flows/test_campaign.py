@@ -57,7 +57,15 @@ def test_mlflow_holds_the_parent_and_a_child_run_per_defense(campaign_run):
                 "probe_apgd_mae"} <= set(metrics)
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3  # one per epoch
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"designs.json", "designs.csv"} <= artifacts
+        assert {"designs.json", "designs.csv", "predicted_vs_true.png"} <= artifacts
+        # The design loop's child run shows the data its ensemble trained on in MLflow's Datasets panel.
+        inputs = client.get_run(child.info.run_id).inputs.dataset_inputs
+        contexts = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
+        expected = {"training", "validation"} | ({"unlabelled"} if child.data.tags["defense"] == "vat" else set())
+        assert set(contexts) == expected, (child.data.tags["defense"], contexts)
+        assert json.loads(contexts["training"].profile)["num_rows"] == int(child.data.params["n_train"])
+        assert json.loads(contexts["validation"].profile)["num_rows"] == int(child.data.params["n_validation"])
+        assert {d.digest for d in contexts.values()} == {child.data.params["data_id"][:36]}
     # Each defense's model is a registered version the summary names; a campaign publishes no alias.
     registered = client.get_registered_model("advdesign-molecule-surrogate")
     assert not registered.aliases
@@ -176,3 +184,64 @@ def test_rounds_add_verified_designs_to_the_data_and_nest_a_run_per_round(tmp_pa
     n_train = {r.data.tags["round"]: int(r.data.params["n_train"]) for r in rounds}
     valid_first = round(first["valid_fraction"] * first["n_designs"])
     assert n_train["2"] == n_train["1"] + valid_first  # every scored design joined the training set
+
+
+# --- predicted_vs_true.png: designs against the diagonal, the seeds apart (issue 14) ----------------------------
+
+
+def _picture_table():
+    import numpy as np
+    import pandas as pd
+
+    # Two seeds (true 1.0 and 2.0), three verified designs and one the oracle failed on (left out).
+    table = pd.DataFrame({"seed_index": [0, 0, 1, 1], "true_score": [1.5, 0.5, 3.0, 9.0],
+                          "predicted": [4.0, 2.5, 3.5, 1.0], "oracle_failure": [None, None, None, "timeout"]})
+    return table, np.array([1.0, 2.0, 7.0]), np.array([1.8, 2.6, 5.0])
+
+
+def _offsets(figure):
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    axis = figure.axes[0]
+    return {c.get_label(): np.asarray(c.get_offsets()) for c in axis.collections if isinstance(c, PathCollection)}
+
+
+def test_predicted_vs_true_puts_designs_at_their_prediction_and_seeds_at_theirs_not_on_the_diagonal():
+    import numpy as np
+    import matplotlib.pyplot as plt
+
+    from flows.stages import predicted_vs_true_figure
+
+    table, seed_scores, seed_predicted = _picture_table()
+    figure = predicted_vs_true_figure(table, seed_scores, seed_predicted)
+    points = _offsets(figure)
+    # Designs keep (true, predicted); the failed one is not drawn.
+    assert np.array_equal(points["designs"], [[1.5, 4.0], [0.5, 2.5], [3.0, 3.5]])
+    # The seeds of those designs (0 and 1, not the unused 2) at (true, the surrogate's prediction): off the diagonal.
+    seeds = points["seeds (surrogate's prediction)"]
+    assert np.array_equal(seeds, [[1.0, 1.8], [2.0, 2.6]])
+    assert not np.any(np.isclose(seeds[:, 0], seeds[:, 1]))
+    # The diagonal is drawn and labelled, spanning every point.
+    diagonal = next(line for line in figure.axes[0].lines if "y = x" in line.get_label())
+    assert np.array_equal(diagonal.get_xdata(), diagonal.get_ydata())
+    assert min(diagonal.get_xdata()) == 0.5 and max(diagonal.get_xdata()) == 4.0
+    plt.close(figure)
+
+
+def test_seeds_without_a_prediction_are_a_rug_of_their_true_scores_not_points_on_the_diagonal():
+    import numpy as np
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    from flows.stages import predicted_vs_true_figure
+
+    table, seed_scores, _ = _picture_table()
+    for predicted in (None, np.array([np.nan, np.nan, np.nan])):
+        figure = predicted_vs_true_figure(table, seed_scores, predicted)
+        points = _offsets(figure)
+        assert list(points) == ["designs"]  # no seed drawn as a point at all, let alone at (true, true)
+        rug = [c for c in figure.axes[0].collections if isinstance(c, LineCollection)]
+        assert len(rug) == 1 and "no prediction" in rug[0].get_label()
+        assert sorted(segment[0][0] for segment in rug[0].get_segments()) == [1.0, 2.0]
+        plt.close(figure)
