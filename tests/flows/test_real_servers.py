@@ -8,8 +8,8 @@ Dask campaigns' labels are the thread runner's. Beside it: a kill -9 mid-campaig
 trial (in PostgreSQL) and a flow run that the next run's sweeps end with a reason; database URLs fail in one line
 against the live PostgreSQL; eight flows start Prefect's ephemeral API at once on a fresh PREFECT_HOME.
 
-Slow (``make test-slow``, ~5.5 min on 2 shared cores, the eight campaigns ~2.5 min of it). Skipped when PostgreSQL's ``initdb`` or ``psycopg`` is missing;
-CI's machine has both (Debian's postgresql package and ``.[dev]``)."""
+Slow (``make test-slow``, ~5.5 min on 2 shared cores, the eight campaigns ~2.5 min of it). Skipped when
+PostgreSQL's ``initdb`` or ``psycopg`` is missing; CI's machine has both (Debian's postgresql package and ``.[dev]``)."""
 
 from __future__ import annotations
 
@@ -151,8 +151,9 @@ def servers(folder, postgres) -> Iterator[dict[str, str]]:
         for i in range(2):
             processes.append(_start([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{dask_port}", "--nthreads", "1",
                                      "--nworkers", "1", "--no-dashboard", "--name", f"w{i}"],
-                                    folder / f"worker{i}.log", {**env, "PREFECT_TASKS_REFRESH_CACHE": "true",
-                                                                "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}))
+                                    folder / f"worker{i}.log",
+                                    {**env, "PREFECT_TASKS_REFRESH_CACHE": "true",
+                                     "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}))
         _wait_for(f"http://127.0.0.1:{mlflow_port}/health", processes[0], folder / "mlflow.log")
         _wait_for(f"http://127.0.0.1:{prefect_port}/api/health", processes[1], folder / "prefect.log")
         yield {"mlflow": f"http://127.0.0.1:{mlflow_port}", "prefect": f"http://127.0.0.1:{prefect_port}/api",
