@@ -131,7 +131,10 @@ def run_campaign(args: argparse.Namespace, params: Any) -> int:
     check_seeds(params)
     from flows.campaign import campaign
 
-    summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(params)
+    # The preset (--quick) also as the flow's top-level parameter, as the deployments set it: the flow run in the
+    # Prefect UI reads like a deployment's (params are already on it, so nothing changes).
+    summary = campaign.with_options(task_runner=task_runner(args.task_runner, args.dask_address))(
+        params, preset=params.preset)
     report(summary, args.json, lambda s: campaign_lines(s, params))
     return 1 if any("error" in r for r in summary["defenses"].values()) else 0
 

@@ -80,7 +80,13 @@ class BaselineParameters(_Parameters):
 
 @flow(name="baselines", log_prints=True, result_serializer=DATA_SERIALIZER)
 def baselines(params: BaselineParameters = BaselineParameters()) -> dict[str, Any]:
-    """Run every baseline on the campaign's seeds; return the summary (the ``--json`` document)."""
+    """Run every baseline on the campaign's seeds; return the summary (the ``--json`` document).
+
+    Args:
+        params: the comparison: the search methods run, their oracle budget and edits, the designer and
+            its constraints, the seeds (a file or the campaign's labelled pool), and the MLflow experiment. Fields
+            left out take their defaults.
+    """
     started = time.perf_counter()
     logger = run_logger()
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running

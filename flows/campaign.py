@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from designers import make_designer
 from flows.loop import loop_and_log
 from flows.orphans import claim_flow_run
-from flows.parameters import CampaignParameters
+from flows.parameters import CampaignParameters, Preset
 from flows.stages import (add_verified_designs, choose_seeds, design_and_log, log_data_inputs, prepare_data,
                           train_and_log)
 from tasks import progress
@@ -160,18 +160,24 @@ def _log_anytime(tracker: Tracker, run_id: str, designer: str, results: dict[str
 
 
 @flow(name="campaign", log_prints=True, result_serializer=DATA_SERIALIZER)
-def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any]:
+def campaign(params: CampaignParameters = CampaignParameters(), preset: Preset | None = None) -> dict[str, Any]:
     """Run the campaign and return its summary (the ``--json`` document).
 
     Args:
-        params: the whole campaign: designer and constraints, data, surrogate training, search, the defenses
-            compared, and the MLflow experiment. Fields left out take the designer's defaults and the preset's
-            (``{"preset": "quick"}`` is the few-minute demo); ``data.rng_seed: null`` draws a fresh data seed
-            per flow run (the scheduled deployments).
+        params: the campaign's settings, on top of the preset: designer and constraints, data, surrogate
+            training, search, the defenses compared, and the MLflow experiment. Fields left out take the
+            designer's defaults and the preset's; ``data.rng_seed: null`` draws a fresh data seed per flow run
+            (the scheduled deployments).
+        preset: the starting point for every field ``params`` leaves out: full (a real run) or quick (the
+            few-minute demo). Beside ``params``, so ``--param params='{"data": {"rng_seed": 1}}'`` on a quick
+            deployment stays quick (Prefect replaces a deployment's parameters one top-level name at a time).
+            null: ``params.preset`` (full unless set there).
     """
     started = time.perf_counter()
     logger = run_logger()
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
+    # The top-level preset under params' overrides (a deployment's preset survives a partial --param params=…).
+    params = params.with_preset(preset)
     # data.rng_seed null (the scheduled deployments): this flow run's own seed, logged as the seed used.
     params, seed_source = params.with_data_seed()
     if seed_source:
@@ -212,6 +218,7 @@ def campaign(params: CampaignParameters = CampaignParameters()) -> dict[str, Any
             "designer": designer.name,
             "objective": getattr(designer, "objective", None),
             "search": params.search.strategy,
+            "preset": params.preset,
             "rng_seed": params.data.rng_seed,
             "oracle_calls": oracle_calls,
             "labelling_oracle_calls": data.oracle_calls,

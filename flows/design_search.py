@@ -35,7 +35,13 @@ def design_search(params: DesignParameters) -> dict[str, Any]:
     """Seeds come from ``data.seeds_file`` or, as in training, from the labelled pool (cached labels).
 
     The run and the returned document name the model's version (``models:/NAME/N``), also when it was given by
-    alias: the alias is resolved once and that version is the one loaded."""
+    alias: the alias is resolved once and that version is the one loaded.
+
+    Args:
+        params: the design run: the registered surrogate to design with (``model_uri``, required), the designer
+            and its constraints, the seeds, the search and its oracle budget, and the MLflow experiment. Fields
+            left out take their defaults.
+    """
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     model_uri = resolve_model_uri(params.model_uri, tracker.uri)  # a missing model fails before any oracle call

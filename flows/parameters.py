@@ -312,7 +312,9 @@ class CampaignParameters(_Parameters):
     (``{"preset": "quick", "data": {"rng_seed": 1}}`` is the quick campaign with another data seed)."""
 
     preset: Preset = Field("full", description="starting point for the fields not given: full (a real run) or quick "
-                           "(small data, short training and search: a few minutes on 2 cores)")
+                           "(small data, short training and search: a few minutes on 2 cores). The campaign flow's "
+                           "top-level preset, when set, wins over this one (deployments set that one, so a partial "
+                           "params override keeps it)")
     designer: DesignerParameters = Field(DesignerParameters(), description="the design domain and its constraints")
     data: CampaignDataParameters = Field(CampaignDataParameters(), description="labelled data, unlabelled data and "
                                          "seeds")
@@ -374,6 +376,34 @@ class CampaignParameters(_Parameters):
                     given = given.model_dump(include=given.model_fields_set)
                 merged[section] = {**defaults, **given}
         return merged
+
+    def with_preset(self, preset: Preset | None) -> "CampaignParameters":
+        """These parameters on ``preset``: every field they set away from their own preset's value (an override)
+        over ``preset``'s settings for their designer. ``None`` or their own preset: unchanged.
+
+        The campaign flow's top-level ``preset`` parameter: a deployment sets it beside ``params``, so a run's
+        ``--param params='{"data": {"rng_seed": 1}}'`` (which replaces the deployment's whole ``params``, as
+        Prefect merges parameters at the top level) keeps the deployment's preset. A field is an override when it
+        differs from what the parameters' own preset (``params.preset``, full unless set) gives; Prefect's form
+        submits every field at its shown default, and those are no overrides. So a field set to exactly the
+        value its own preset would give takes the new preset's value."""
+        if preset is None or preset == self.preset:
+            return self
+        cls = type(self)
+        base = cls.model_validate({"preset": self.preset, "designer": self.designer})
+        overrides: dict[str, Any] = {}
+        for name in cls.model_fields:
+            if name in ("preset", "designer"):
+                continue
+            value, default = getattr(self, name), getattr(base, name)
+            if isinstance(value, BaseModel):
+                changed = {k: getattr(value, k) for k in type(value).model_fields
+                           if getattr(value, k) != getattr(default, k)}
+                if changed:
+                    overrides[name] = changed
+            elif value != default:
+                overrides[name] = value
+        return cls.model_validate({"preset": preset, "designer": self.designer, **overrides})
 
     def with_data_seed(self) -> tuple["CampaignParameters", str | None]:
         """These parameters with ``data.rng_seed: null`` (fresh) replaced by :func:`fresh_data_seed`'s seed, and

@@ -27,12 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import pyplot as plt
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from torch import nn
 
 from flows.orphans import claim_flow_run
+from flows.parameters import fresh_data_seed
 from tasks import robustness as rb
 from tasks import robustness_plots as plots
 from tasks.result_serializer import DATA_SERIALIZER
@@ -420,7 +421,7 @@ def robustness_evaluation(
     defenses: list[DefenseName] = ["none", "fgsm", "pgd", "vat"],  # noqa: B006 - pydantic copies it
     eps: list[float] | None = None,
     quick: bool = False,
-    seed: int = 0,
+    seed: int | None = 0,
     tracking_uri: str | None = None,
     experiment: str = "robustness-evaluation",
     torch_threads: int | None = 1,
@@ -438,6 +439,12 @@ def robustness_evaluation(
         defenses: benchmark defenses to train and evaluate (coms is for regression surrogates, not the benchmark).
         eps: L∞ radii in input units, each in (0, 1]; default 0.05, 0.1, 0.2, 0.3 (quick: 0.1, 0.3).
         quick: small, fast settings (fewer epochs, steps and examples) for smoke runs and tests.
+        seed: seed of the data split, the models' initialisation and training, and the random attacks; null
+            (``none`` on the command line): a fresh seed per flow run, its scheduled start time in seconds since
+            1970 UTC, as the weekly deployment uses (each week a new split and new models; a retry of the same
+            flow run draws the same seed). The seed used is logged to MLflow (param ``seed``, tag ``seed_from``)
+            and returned as the summary's ``seed``.
+        experiment: MLflow experiment the evaluation's run (and a nested run per defense) is logged to.
         tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI`` or the project's SQLite store).
         torch_threads: intra-op threads while the flow runs (small models are fastest on one; ``None`` leaves
             torch's setting); restored afterwards.
@@ -465,12 +472,20 @@ def robustness_evaluation(
         torch.set_num_threads(torch_threads)
     try:
         claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
+        # seed null (the weekly deployment): this flow run's own seed, as a scheduled campaign's data seed.
+        seed_source = None
+        if seed is None:
+            seed, seed_source = fresh_data_seed()
+            get_run_logger().info("seed %d (%s)", seed, seed_source)
+        tags = {"seed_from": seed_source} if seed_source else {}
         tracker = Tracker(tracking_uri, experiment)
         if model_uri is not None:
-            return _evaluate_surrogate(tracker, model_uri, test_set, eps, quick, seed, autoattack, autoattack_steps,
-                                       square_queries)
-        return _evaluate_benchmark(tracker, dataset, list(dict.fromkeys(defenses)), eps, quick, seed, autoattack,
-                                   autoattack_steps, square_queries)
+            summary = _evaluate_surrogate(tracker, model_uri, test_set, eps, quick, seed, autoattack,
+                                          autoattack_steps, square_queries, tags)
+        else:
+            summary = _evaluate_benchmark(tracker, dataset, list(dict.fromkeys(defenses)), eps, quick, seed,
+                                          autoattack, autoattack_steps, square_queries, tags)
+        return {**summary, "seed": seed}
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -516,7 +531,7 @@ def _finish(tracker: Tracker, run_id: str, label: str, results: list[DefenseResu
 
 def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps: list[float] | None, quick: bool,
                         seed: int, autoattack: bool = True, autoattack_steps: int | None = None,
-                        square_queries: int | None = None) -> dict[str, Any]:
+                        square_queries: int | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
     plan = benchmark_plan(dataset, quick, eps, seed, autoattack, autoattack_steps, square_queries)
     data = load_classification_data(dataset, quick=quick, seed=seed)
     params = {"dataset": dataset, "quick": quick, "seed": seed, "defenses": ",".join(defenses),
@@ -527,7 +542,8 @@ def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps
               "ensemble": ",".join(plan.ensemble), "gaas_eps_l2": plan.gaas_eps_l2, "trades_beta": plan.trades_beta,
               "autoattack": plan.settings.autoattack, "autoattack_steps": plan.settings.autoattack_steps,
               "square_queries": plan.settings.square_queries}
-    with tracker.run(f"robustness:{dataset}", params=params, tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
+    with tracker.run(f"robustness:{dataset}", params=params,
+                     tags={"advdesign.stage": "robustness-evaluation", **(tags or {})}) as run_id:
         test_set_uri = _log_test_set(tracker, run_id, data.x_test, data.y_test)
         results = []
         for defense in defenses:
@@ -544,7 +560,7 @@ def _evaluate_benchmark(tracker: Tracker, dataset: str, defenses: list[str], eps
 
 def _evaluate_surrogate(tracker: Tracker, model_uri: str, test_set: str, eps: list[float] | None, quick: bool,
                         seed: int, autoattack: bool = True, autoattack_steps: int | None = None,
-                        square_queries: int | None = None) -> dict[str, Any]:
+                        square_queries: int | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
     x, y = load_test_set(test_set)
     model_uri = resolve_model_uri(model_uri, tracker.uri)  # an alias → the version loaded and reported
     model = load_model(model_uri, tracker.uri)
@@ -561,7 +577,8 @@ def _evaluate_surrogate(tracker: Tracker, model_uri: str, test_set: str, eps: li
               "eps": ",".join(f"{e:g}" for e in settings.eps), "task": "classification" if classifier else "regression",
               "autoattack_steps": settings.autoattack_steps, "square_queries": settings.square_queries,
               "apgd_steps": settings.apgd_steps, "apgd_restarts": settings.apgd_restarts}
-    with tracker.run("robustness:surrogate", params=params, tags={"advdesign.stage": "robustness-evaluation"}) as run_id:
+    with tracker.run("robustness:surrogate", params=params,
+                     tags={"advdesign.stage": "robustness-evaluation", **(tags or {})}) as run_id:
         test_set_uri = _log_test_set(tracker, run_id, x, y)
         if classifier:
             num_classes = int(model(x[:1]).shape[1])

@@ -33,7 +33,13 @@ class TrainParameters(_Parameters):
 @flow(name="train-surrogate", log_prints=True, result_serializer=DATA_SERIALIZER)
 def train_surrogate(params: TrainParameters = TrainParameters()) -> dict[str, Any]:
     """Label data (cached), train (cached), log; returns the MLflow run id, the versioned model URI
-    (``models:/NAME/N``) and held-out metrics."""
+    (``models:/NAME/N``) and held-out metrics.
+
+    Args:
+        params: the whole training run: the designer and its constraints, the labelled (and, for VAT, unlabelled)
+            data, the surrogate's training settings, the defense, whether to publish the defense's alias, and the
+            MLflow experiment. Fields left out take their defaults.
+    """
     claim_flow_run()  # an earlier run killed mid-flow is marked Crashed, not left Running
     tracker = Tracker(params.tracking_uri, params.experiment)
     designer = make_designer(params.designer.name, **params.designer.settings())

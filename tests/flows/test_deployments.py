@@ -91,6 +91,16 @@ def test_every_campaign_field_has_a_description(monkeypatch):
     assert [name for name, p in fields.items() if not p.get("description")] == []
 
 
+@pytest.mark.parametrize("entrypoint", FLOWS, ids=[e.rsplit(":", 1)[1] for e in FLOWS])
+def test_every_top_level_flow_parameter_has_a_description(entrypoint, monkeypatch):
+    """Every flow's every own parameter (train's, design's, tune's and baselines' ``params``; the robustness
+    evaluation's ``seed``, ``experiment``, …) is described in the form Prefect builds, from the flow's docstring."""
+    flow = _flow(entrypoint, monkeypatch)
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
+    assert schema["properties"]
+    assert [name for name, p in schema["properties"].items() if not (p.get("description") or "").strip()] == []
+
+
 def test_a_campaign_parameter_set_is_plain_json():
     from flows.parameters import CampaignParameters
 
@@ -132,12 +142,45 @@ def test_a_partial_parameter_set_merges_onto_its_preset(monkeypatch):
     assert full.data.n_labelled == CampaignParameters().data.n_labelled
 
 
+def _as_the_campaign_runs(flow, parameters: dict):
+    """The campaign's parameters as its flow run uses them: validated as the engine does, then the top-level
+    preset under params' overrides (the flow's first step)."""
+    validated = flow.validate_parameters(parameters)
+    return validated["params"].with_preset(validated.get("preset"))
+
+
 def test_the_quick_deployment_is_the_quick_preset(monkeypatch):
     from flows.parameters import CampaignParameters
 
     quick = next(d for d in DEPLOYMENTS if d["name"] == "molecule-campaign-quick")
+    assert quick["parameters"] == {"preset": "quick"}  # top level, beside params: a --param params=… keeps it
     flow = _flow(quick["entrypoint"], monkeypatch)
-    assert flow.validate_parameters(quick["parameters"])["params"] == CampaignParameters.defaults(quick=True)
+    assert _as_the_campaign_runs(flow, quick["parameters"]) == CampaignParameters.defaults(quick=True)
+
+
+def test_a_top_level_preset_takes_params_as_overrides(monkeypatch):
+    """``preset`` beside ``params``: the preset's settings, with what params changes on top; params.preset (the
+    older spelling) still works alone, and a top-level preset wins over it."""
+    from flows.parameters import CampaignParameters
+
+    flow = _flow("flows/campaign.py:campaign", monkeypatch)
+    quick = CampaignParameters.defaults(quick=True)
+    seeded = _as_the_campaign_runs(flow, {"preset": "quick", "params": {"data": {"rng_seed": 1}}})
+    assert seeded == quick.model_copy(update={"data": quick.data.model_copy(update={"rng_seed": 1})})
+    assert seeded.preset == "quick"
+    car = _as_the_campaign_runs(flow, {"preset": "quick", "params": {"designer": {"name": "car"},
+                                                                     "search": {"budget": 5}}})
+    car_quick = CampaignParameters.defaults("car", quick=True)
+    assert car.data == car_quick.data and car.search == car_quick.search.model_copy(update={"budget": 5})
+    assert _as_the_campaign_runs(flow, {"params": {"preset": "quick"}}) == quick
+    assert _as_the_campaign_runs(flow, {"preset": "full", "params": {"preset": "quick"}}) == CampaignParameters()
+    assert _as_the_campaign_runs(flow, {"preset": "quick"}) == quick
+    # The form's params, every field at its shown (full) default, are no overrides: the preset decides.
+    form = json.loads(json.dumps(CampaignParameters().model_dump(mode="json")))
+    assert _as_the_campaign_runs(flow, {"preset": "quick", "params": form}) == quick
+    # A fresh seed (null) is an override too: the nightly full campaign's, moved onto the quick preset.
+    fresh = _as_the_campaign_runs(flow, {"preset": "quick", "params": {"data": {"rng_seed": None}}})
+    assert fresh.data.rng_seed is None and fresh.data.n_labelled == quick.data.n_labelled
 
 
 def test_prefect_toml_keeps_prefect_inside_the_project():
@@ -298,7 +341,37 @@ def test_the_deployment_form_submits_unchanged(deployed, spec, monkeypatch):
     if spec["name"] == "molecule-campaign-quick":
         from flows.parameters import CampaignParameters
 
-        assert flow.validate_parameters(run.parameters)["params"] == CampaignParameters.defaults(quick=True)
+        assert _as_the_campaign_runs(flow, run.parameters) == CampaignParameters.defaults(quick=True)
+
+
+def test_a_partial_param_on_the_quick_deployment_keeps_the_quick_preset(deployed, monkeypatch):
+    """`prefect deployment run 'campaign/molecule-campaign-quick' --param params='{"data": {"rng_seed": 1}}'`, the
+    real command against the real server: the server updates the deployment's parameters with the run's at the top
+    level, so `params` is replaced and `preset: quick` stays; the run is the quick campaign with data seed 1, not a
+    45-minute full one."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.testing.cli import invoke_and_assert
+
+    from flows.parameters import CampaignParameters
+
+    deployment = deployed["molecule-campaign-quick"]
+    with get_client(sync_client=True) as client:
+        before = {r.id for r in client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))}
+    invoke_and_assert(["deployment", "run", "campaign/molecule-campaign-quick", "--param",
+                       'params={"data": {"rng_seed": 1}}'], temp_dir=str(ROOT), expected_code=0, echo=False)
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))) if r.id not in before]
+        for run in runs:
+            client.delete_flow_run(run.id)
+    assert len(runs) == 1
+    assert runs[0].parameters == {"preset": "quick", "params": {"data": {"rng_seed": 1}}}
+    flow = _flow("flows/campaign.py:campaign", monkeypatch)
+    quick = CampaignParameters.defaults(quick=True)
+    assert _as_the_campaign_runs(flow, runs[0].parameters) == quick.model_copy(
+        update={"data": quick.data.model_copy(update={"rng_seed": 1})})
 
 
 def test_the_server_refuses_a_form_with_a_wrong_value(deployed):
@@ -309,3 +382,46 @@ def test_the_server_refuses_a_form_with_a_wrong_value(deployed):
                   {"params": {"preset": "quick", "defenses": ["madry"]}}):
         response = _submit(deployment, wrong)
         assert response.status_code == 409, (wrong, response.status_code, response.text)
+
+
+# --- the weekly robustness evaluation draws a fresh seed too (issue 14) -----------------------------------------
+
+
+def test_the_weekly_robustness_evaluation_draws_a_fresh_seed_and_runs_on_demand_a_fixed_one(monkeypatch):
+    weekly = next(d for d in DEPLOYMENTS if d["name"] == "robustness-digits-weekly")
+    assert weekly["schedules"]
+    flow = _flow(weekly["entrypoint"], monkeypatch)
+    assert flow.validate_parameters(weekly["parameters"])["seed"] is None
+    assert flow.validate_parameters({})["seed"] == 0  # on demand: the reproducible default
+
+
+def test_a_scheduled_robustness_run_seeds_from_its_scheduled_start_and_logs_the_seed(prefect_api, tmp_path,
+                                                                                      monkeypatch):
+    """The real flow, as the weekly deployment starts it (``seed: null``) in a scheduled slot: the seed it uses is
+    the slot in seconds since 1970 UTC, logged to MLflow as the run's ``seed`` param with a ``seed_from`` tag and
+    returned in the summary. (A retry of the same flow run keeps the slot: the campaign's test above.)"""
+    from datetime import datetime, timezone
+
+    from mlflow.tracking import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow_sync
+    from prefect.states import Scheduled
+
+    flow = _flow("flows/robustness_evaluation.py:robustness_evaluation", monkeypatch)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parameters = {"dataset": "digits", "seed": None, "quick": True, "defenses": ["none"], "eps": [0.3],
+                  "autoattack": False, "tracking_uri": uri}
+    slot = datetime(2026, 3, 1, 4, 0, tzinfo=timezone.utc)
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(flow, parameters=parameters, state=Scheduled(scheduled_time=slot))
+    state = run_flow_sync(flow, flow_run=run, parameters=parameters, return_type="state")
+    assert state.is_completed(), state
+    summary = state.result()
+    assert summary["seed"] == int(slot.timestamp()) == 1_772_337_600
+    logged = MlflowClient(uri).get_run(summary["mlflow"]["run_id"]).data
+    assert logged.params["seed"] == str(int(slot.timestamp()))
+    assert logged.tags["seed_from"] == f"flow run scheduled start {slot.isoformat()}"
+    # The same flow on demand with its default seed: 0, and no seed_from tag.
+    fixed = flow(**{**parameters, "seed": 0})
+    assert fixed["seed"] == 0
+    assert "seed_from" not in MlflowClient(uri).get_run(fixed["mlflow"]["run_id"]).data.tags
