@@ -22,6 +22,7 @@ from prefect.settings import get_current_settings
 from designers.base import Designer
 from flows.parameters import CampaignParameters
 from flows.stages import log_data_inputs, log_design_pictures
+from tasks import progress
 from tasks.candidates import campaign_metrics
 from tasks.ensemble import EnsembleMean
 from tasks.prefect_tasks import designer_fingerprint, oracle_in_batches, train_ensemble_task
@@ -80,7 +81,11 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
         designer_fingerprint(designer, oracle_only=False), data.data_id, defense, config.as_params(), params.surrogate.hidden,
         search.model_dump(), [designer.key(s) for s in seeds.designs], seeds.scores)
 
+    # The whole search budget as one bar (each round's oracle batch has its own, transient one).
+    budget = progress.bar(search.calls_per_seed * len(seeds.designs), f"{defense}: search budget", unit="call")
+
     def on_round(summary: dict[str, float], state: Any) -> None:
+        budget.update(int(summary["cumulative_oracle_calls"]) - budget.n)
         tracker.log_metrics(run_id, {k: v for k, v in summary.items() if k != "round"}, step=int(summary["round"]))
         log.info("%s round %d: %d oracle calls (%d in all), best-so-far improvement %.3f", defense,
                  summary["round"], summary["oracle_calls"], summary["cumulative_oracle_calls"],
@@ -90,6 +95,7 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
                         score=partial(oracle_in_batches, designer, batch_size=params.data.oracle_batch_size),
                         checkpoint=SearchCheckpoint(checkpoint_folder(fingerprint), fingerprint), on_round=on_round,
                         patience=loop.patience)
+    budget.close()
     table = result.table
     table["constraint_satisfied"] = True  # the driver sends nothing else to the oracle
     if len(table):

@@ -77,3 +77,16 @@ def test_the_command_line_shows_progress_only_at_a_terminal():
     assert _progress_for_terminal(terminal=True) == "True"
     assert _progress_for_terminal(terminal=False) == "False"
     assert _progress_for_terminal(terminal=True, ADVDESIGN_PROGRESS="0") == "False"
+
+
+def test_the_design_loop_shows_its_search_budget_as_one_bar(prefect_api, single_torch_thread, shown, tmp_path,
+                                                             capsys):
+    from advdesign.cli import main
+
+    code = main(["campaign", "--quick", "--defenses", "none", "--n-labelled", "300", "--n-unlabelled", "0",
+                 "--n-pool", "60", "--n-seeds", "3", "--epochs", "2", "--calls-per-seed", "4",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--json", str(tmp_path / "out.json")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "none: search budget" in err and "/12" in err  # 3 seeds × 4 calls, filled round by round
+    assert "none round 1:" in err  # and a line per round above it
