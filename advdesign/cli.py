@@ -325,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
             if name not in ("ui", "dashboard"):  # Prefect's local API takes a while to start: say it has begun
                 progress.say(f"advdesign {name}: starting Prefect's local API and the MLflow store …")
         with interrupts.exit_cleanly(f"advdesign {name}"):
+            if name not in ("ui", "dashboard", "render"):  # the commands that run flows
+                from advdesign.environment import start_local_prefect_api
+
+                start_local_prefect_api()
             return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = one_line(exc)

@@ -37,3 +37,32 @@ for _key, _value in _DEFAULTS.items():
 def tracking_uri(override: str | None = None) -> str:
     """The MLflow tracking URI: the argument, else ``MLFLOW_TRACKING_URI``, else the project's SQLite store."""
     return override or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def start_local_prefect_api() -> str | None:
+    """Start this process's local (ephemeral) Prefect API now, one process at a time per ``PREFECT_HOME``; its URL,
+    or None where a Prefect server is configured (``PREFECT_API_URL``) or ephemeral mode is off.
+
+    Without a server every process starts an API of its own on ``PREFECT_HOME``'s SQLite database. Started at once
+    on a fresh home they migrate that database together and, on a loaded machine, miss the start-up timeout; under a
+    file lock in ``PREFECT_HOME`` they start one after another (each gets the whole timeout for its own start) and
+    then work side by side. Prefect keeps one ephemeral server per process, so the flows reuse this one.
+    """
+    import fcntl
+
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.running:
+        return server.api_url
+    home = Path(settings.home)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "ephemeral-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server.start()
+    return server.api_url

@@ -361,13 +361,15 @@ def start():
     claim_flow_run()
     return one()
 
+advdesign.environment.start_local_prefect_api()  # as every advdesign command does before its flows
 print("ok", start())
 """
 
 
 def test_eight_flows_start_the_ephemeral_prefect_api_at_once_on_a_fresh_home(folder):
     """Without a Prefect server every command starts Prefect's ephemeral API on PREFECT_HOME's SQLite database;
-    eight of them at once on a fresh home (the migrations race) all start, within the project's start-up timeout."""
+    eight of them at once on a fresh home (the migrations race) all start: one after another under the home's
+    start-up lock (advdesign.environment.start_local_prefect_api), each within the start-up timeout."""
     home = folder / "fresh-prefect-home"
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     env.update({"PREFECT_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
