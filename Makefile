@@ -43,6 +43,7 @@ STORE   := sqlite:///$(CURDIR)/mlflow.db
 bench: venv  ## benchmarks 0-3 into benchmarks/results/, then the README's tables
 	$(BIN)/python benchmarks/design_loop.py --n-seeds 100 --deltas 0.4 --json-out $(RESULTS)/design_loop_plogp.json --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/design_loop.py --n-seeds 100 --deltas 0.6 --append --json-out $(RESULTS)/design_loop_plogp.json --tracking-uri $(STORE)
+	$(BIN)/python benchmarks/design_loop.py --n-seeds 40 --n-labelled 3600 --deltas 0.4 --defenses none,fgsm,trades,coms --json-out $(RESULTS)/design_loop_defenses.json --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/loop_round_speed.py --seeds 800 --repeats 2 --json-out $(RESULTS)/loop_round_speed.json
 	$(BIN)/python benchmarks/constrained_plogp.py --json-out $(RESULTS)/constrained_plogp.json --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300 --loop none,fgsm --output-dir $(RESULTS) --tracking-uri $(STORE)
