@@ -72,13 +72,19 @@ def equal_budget(result: dict[str, Any], title: str) -> str:
         cells = []
         for c in checkpoints:
             v = m["improvement"][str(c)]
-            cells.append("—" if v["mean"] is None else f"{v['mean']:+.2f} ± {v['std']:.2f}")
+            single = len(m["wall_seconds"]) == 1  # one repeat: no spread to show
+            cells.append("—" if v["mean"] is None else f"{v['mean']:+.2f}" if single
+                         else f"{v['mean']:+.2f} ± {v['std']:.2f}")
         spent = sum(m["calls_per_seed_mean"]) / len(m["calls_per_seed_mean"])
         r2 = m.get("validation_r2")
         rows.append([method, *cells, f"{spent:.0f}", "" if r2 is None else f"{sum(r2) / len(r2):.2f}"])
     device = result.get("device") or "cpu"
     where = device if device.startswith("cuda") else f"CPU, torch threads: {result.get('torch_threads', '?')}"
-    return (f"**{title}** ({result['n_seeds']} starts × {result['repeats']} repeats, improvement in "
+    repeats = f"{result['repeats']} repeats"
+    if not result.get("complete", True):  # a run stopped early: say how many repeats each method finished
+        done = sorted({len(m["wall_seconds"]) for m in result["methods"].values()})
+        repeats = f"{'–'.join(map(str, done))} of {result['repeats']} repeats done (the run was stopped early)"
+    return (f"**{title}** ({result['n_seeds']} starts × {repeats}, improvement in "
             f"{result['score_unit']} at C oracle calls **per start**, mean ± std over repeats; labelling "
             f"({result['labelling_calls']:,} calls, shared by every start) "
             f"{'charged' if result['labelling_charged'] else 'not charged'}; {where}; "
@@ -224,6 +230,9 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
     ("equal_budget_molecule_small.json", None, equal_budget, ("2a′. Equal budget, molecules, a handful of calls",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
+    ("equal_budget_car_c300.json", None, equal_budget,
+     ("2b′. Equal budget, cars, to 300 calls a start on the CPU, with the design loop "
+      "(`equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat --threads 1`)",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
