@@ -288,7 +288,8 @@ def evaluate_classifier(
     return DefenseResult(defense, model_uri, run_id, summary, checks, curves, sweep.clean_accuracy, worst, metrics)
 
 
-@task(name="evaluate-regression-surrogate", cache_policy=NO_CACHE, persist_result=False)
+@task(name="evaluate-regression-surrogate", task_run_name="evaluate surrogate {model_uri}", cache_policy=NO_CACHE,
+      persist_result=False)
 def evaluate_regression(tracker: Tracker, parent_run_id: str, model: nn.Module, model_uri: str, x: torch.Tensor,
                         y: torch.Tensor, settings: rb.EvaluationSettings) -> DefenseResult:
     """A design surrogate in its designer's input space: how far can an ε-perturbation move its prediction?"""
