@@ -36,12 +36,14 @@ PROTOCOL = ("improvement_std", "search_oracle_calls_per_seed_mean", "search_orac
 
 
 def flat_params(params: CampaignParameters) -> dict[str, Any]:
-    """The parameters that apply: the chosen designer's own settings only, defense settings only for the defenses
-    run (no VAT radius without VAT)."""
+    """The parameters that apply: the chosen designer's own settings only, the chosen search strategy's, defense
+    settings only for the defenses run (no VAT radius without VAT)."""
     out: dict[str, Any] = {}
     for section, values in params.model_dump().items():
         if section == "designer":
             values = {"name": values["name"], **params.designer.settings()}
+        elif section == "search":
+            values = params.search.applicable()
         if isinstance(values, dict):
             out.update({f"{section}.{k}": v for k, v in values.items()})
         else:

@@ -52,8 +52,7 @@ def loop_and_log(tracker: Tracker, run_id: str, designer: Designer, data: Design
         {**config.as_params(), "hidden": params.surrogate.hidden, "data_id": data.data_id,
          "n_train": len(data.x_train), "n_validation": len(data.x_val), "n_unlabelled": len(data.x_unlabelled)},
         defense))
-    tracker.log_params(run_id, {f"search.{k}": v for k, v in search.model_dump().items()
-                                if k not in ("method", "steps", "step_size", "eps", "top_k", "budget")})
+    tracker.log_params(run_id, {f"search.{k}": v for k, v in search.applicable().items()})
     ensemble, histories = train_ensemble_task(
         data.data_id, defense, search.ensemble_size, tuple(designer.input_shape), tuple(params.surrogate.hidden),
         config, data.x_train, data.y_train, data.x_val, data.y_val, x_unlabelled, designer.lower, designer.upper)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator,
                       model_validator)
@@ -285,6 +285,19 @@ class SearchParameters(_Parameters):
                                 "proposals_per_incumbent more candidates with 1-2 random token edits, ranked beside "
                                 "the gradient's (keeps a tight similarity bound from running the loop dry)")
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
+
+    #: The one-shot gradient search's own settings (the loop reads none of them).
+    ONE_SHOT_ONLY: ClassVar[tuple[str, ...]] = ("method", "steps", "step_size", "eps", "top_k", "budget")
+
+    def applicable(self) -> dict[str, Any]:
+        """The settings the chosen ``strategy`` reads (for MLflow: no loop settings on a one-shot run and no
+        one-shot ones on a loop run)."""
+        def loop_only(name: str) -> bool:
+            return name != "strategy" and (type(self).model_fields[name].description or "").startswith("loop:")
+
+        return {k: v for k, v in self.model_dump().items()
+                if not (self.strategy == "loop" and k in self.ONE_SHOT_ONLY)
+                and not (self.strategy != "loop" and loop_only(k))}
 
     @field_validator("eps")
     @classmethod

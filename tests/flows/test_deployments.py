@@ -425,3 +425,15 @@ def test_a_scheduled_robustness_run_seeds_from_its_scheduled_start_and_logs_the_
     fixed = flow(**{**parameters, "seed": 0})
     assert fixed["seed"] == 0
     assert "seed_from" not in MlflowClient(uri).get_run(fixed["mlflow"]["run_id"]).data.tags
+
+
+def test_a_run_logs_only_its_search_strategys_settings():
+    from flows.campaign import flat_params
+    from flows.parameters import CampaignParameters
+
+    loop = flat_params(CampaignParameters.quick("molecule"))
+    assert "search.calls_per_seed" in loop and "search.steps" not in loop and "search.top_k" not in loop
+    one_shot = flat_params(CampaignParameters.quick("molecule").model_copy(
+        update={"search": CampaignParameters.quick("molecule").search.model_copy(update={"strategy": "one-shot"})}))
+    assert "search.steps" in one_shot and "search.calls_per_seed" not in one_shot and "search.random_share" not in one_shot
+    assert loop["search.strategy"] == "loop" and one_shot["search.strategy"] == "one-shot"
