@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from local_servers import free_port, wait_for
 from mlflow.tracking import MlflowClient
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,31 +111,11 @@ def test_the_artifacts_link_a_tracking_servers_own_pages():
     assert "advdesign ui" not in markdown  # a server's pages need no local UI
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the MLflow UI exited ({process.returncode}): {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"the MLflow UI did not answer {url} within {seconds:.0f} s: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def mlflow_ui(scheduled_campaign):
     """`advdesign ui` on a loopback port against the campaign's store, as a user starts it."""
     _, uri, folder, _ = scheduled_campaign
-    port = _free_port()
+    port = free_port()
     log = folder / "mlflow-ui.log"
     advdesign = Path(sys.executable).with_name("advdesign")
     with log.open("w") as out:
@@ -145,7 +123,7 @@ def mlflow_ui(scheduled_campaign):
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # ~60 s here (gunicorn/uvicorn workers importing MLflow on a loaded machine).
-        _wait_for(f"http://127.0.0.1:{port}/health", process, log, 300)
+        wait_for(f"http://127.0.0.1:{port}/health", process, log, 300)
         yield f"http://127.0.0.1:{port}"
     finally:  # the UI's whole session: its server workers and MLflow's job consumers (huey) too
         os.killpg(process.pid, signal.SIGTERM)

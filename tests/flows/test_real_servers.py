@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from local_servers import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,27 +42,6 @@ TINY = ["--quick", "--n-labelled", "200", "--n-unlabelled", "10", "--n-pool", "4
         "--ensemble-size", "1", "--steps", "5", "--budget", "4", "--calls-per-seed", "2", "--batch-per-seed", "2",
         "--proposals-per-incumbent", "16", "--finetune-epochs", "1", "--oracle-batch-size", "100"]
 CAMPAIGNS = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"{url}: no answer in {timeout_s} s: {log.read_text()[-2000:]}")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
@@ -97,7 +77,7 @@ def postgres(folder) -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
     bin_dir = PG_BIN if (PG_BIN / "initdb").exists() else Path(shutil.which("initdb")).parent
-    data, log, port = folder / "pg", folder / "pg.log", _free_port()
+    data, log, port = folder / "pg", folder / "pg.log", free_port()
     data.mkdir()
     log.touch()
     if os.geteuid() == 0:
@@ -137,7 +117,7 @@ def servers(folder, postgres) -> Iterator[dict[str, str]]:
     """MLflow on PostgreSQL, a Prefect server, a Dask scheduler and two workers; their addresses."""
     env = {**os.environ, "PREFECT_HOME": str(folder / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    mlflow_port, prefect_port, dask_port = _free_port(), _free_port(), _free_port()
+    mlflow_port, prefect_port, dask_port = free_port(), free_port(), free_port()
     processes = []
     try:
         processes.append(_start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres,
@@ -154,8 +134,8 @@ def servers(folder, postgres) -> Iterator[dict[str, str]]:
                                     folder / f"worker{i}.log",
                                     {**env, "PREFECT_TASKS_REFRESH_CACHE": "true",
                                      "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}))
-        _wait_for(f"http://127.0.0.1:{mlflow_port}/health", processes[0], folder / "mlflow.log")
-        _wait_for(f"http://127.0.0.1:{prefect_port}/api/health", processes[1], folder / "prefect.log")
+        wait_for(f"http://127.0.0.1:{mlflow_port}/health", processes[0], folder / "mlflow.log")
+        wait_for(f"http://127.0.0.1:{prefect_port}/api/health", processes[1], folder / "prefect.log")
         yield {"mlflow": f"http://127.0.0.1:{mlflow_port}", "prefect": f"http://127.0.0.1:{prefect_port}/api",
                "dask": f"tcp://127.0.0.1:{dask_port}", "home": str(folder / "prefect")}
     finally:
@@ -335,7 +315,7 @@ def test_database_urls_fail_in_one_line_before_any_work_against_a_real_postgresq
     check_reachable(postgres.replace("postgresql+psycopg://", "postgresql://"))
     base, port = postgres.rsplit("/", 1)[0], postgres.rsplit(":", 1)[1].split("/")[0]
     bad = {base.replace("postgres@", "postgres:secret@") + "/nosuchdb": r'cannot connect: .*"nosuchdb" does not exist',
-           base.replace(port, str(_free_port())) + "/mlflow": r"database server 127.0.0.1:\d+ is unreachable",
+           base.replace(port, str(free_port())) + "/mlflow": r"database server 127.0.0.1:\d+ is unreachable",
            postgres.replace("+psycopg:", "+pg8000:"): r"the database driver 'pg8000' is not installed \(pip install"}
     if importlib.util.find_spec("pg8000") is not None:
         bad.popitem()
