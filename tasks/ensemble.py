@@ -126,7 +126,7 @@ def train_ensemble(
         generator = torch.Generator().manual_seed(config.seed * 7919 + m)
         index = (torch.randint(len(x_train), (len(x_train),), generator=generator) if bootstrap and m > 0
                  else torch.arange(len(x_train)))
-        model = Surrogate(input_shape, hidden)
+        model = Surrogate(input_shape, hidden, seed=config.seed * 7919 + m)
         model.set_target_scale(y_train)
         histories.append(train_model(model, x_train[index], y_train[index], x_val, y_val,
                                      replace(config, seed=config.seed + m), "regression", x_unlabelled, lower, upper))

@@ -229,7 +229,7 @@ def train_surrogate(
     upper: float | torch.Tensor = 1.0,
 ) -> tuple[Surrogate, TrainingHistory]:
     """Train one regression surrogate (what :func:`tasks.prefect_tasks.train_surrogate_task` caches)."""
-    model = Surrogate(input_shape, hidden)
+    model = Surrogate(input_shape, hidden, seed=config.seed)
     model.set_target_scale(y_train)
     history = train_model(model, x_train, y_train, x_val, y_val, config, "regression", x_unlabelled, lower, upper)
     return model, history

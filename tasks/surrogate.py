@@ -23,10 +23,23 @@ class Surrogate(nn.Module):
         input_shape: shape of one encoded design.
         hidden: widths of the hidden layers.
         dropout: dropout after each hidden layer (0 disables it).
+        seed: initialise the weights from this seed (torch's global generator is left as it was); ``None`` draws
+            them from the global generator, which torch seeds differently in every process.
     """
 
-    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (512, 256), dropout: float = 0.0) -> None:
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (512, 256), dropout: float = 0.0,
+                 seed: int | None = None) -> None:
         super().__init__()
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self._build(input_shape, hidden, dropout)
+        else:
+            self._build(input_shape, hidden, dropout)
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+
+    def _build(self, input_shape: Sequence[int], hidden: Sequence[int], dropout: float) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.hidden = tuple(int(h) for h in hidden)
         self.dropout = float(dropout)
@@ -39,8 +52,6 @@ class Surrogate(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
-        self.register_buffer("target_mean", torch.zeros(()))
-        self.register_buffer("target_std", torch.ones(()))
 
     def set_target_scale(self, y: torch.Tensor) -> None:
         self.target_mean.fill_(float(y.mean()))

@@ -1,8 +1,9 @@
 import torch
 
-from tasks.ensemble import Ensemble
+from tasks.ensemble import Ensemble, train_ensemble
 from tasks.search.edits import apply_edit
 from tasks.surrogate import Surrogate
+from tasks.training import Defense, TrainingConfig
 
 
 def _ensemble(length: int, vocabulary: int) -> Ensemble:
@@ -45,3 +46,24 @@ def test_predict_edits_equals_scoring_the_edited_rows():
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     # Every kind and the last position are covered, so the suffix sums' ends are checked too.
     assert set(kind.tolist()) == {0, 1, 2} and (position == length - 1).any()
+
+
+def test_an_ensemble_is_the_same_whatever_state_torchs_global_generator_is_in():
+    # torch seeds its global generator differently in every process: the weights must come from the config's seed.
+    x, y = torch.rand(64, 6), torch.rand(64)
+    config = TrainingConfig(epochs=2, batch_size=16, defense=Defense("none"), seed=3)
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        ensemble, _ = train_ensemble((6,), (8,), config, 2, x, y, x[:0], y[:0])
+        weights.append(torch.cat([p.detach().flatten() for p in ensemble.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_a_seeded_surrogate_leaves_the_global_generator_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = Surrogate((4,), (8,), seed=11)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(first.net[1].weight, Surrogate((4,), (8,), seed=11).net[1].weight)
