@@ -8,8 +8,6 @@ SA and the Lipinski pass rate.
 
 from __future__ import annotations
 
-import functools
-
 import math
 import multiprocessing
 import os
@@ -32,12 +30,32 @@ ORACLE_EXTRAS = ("logp", "sa", "ring_penalty", "mol_weight", "lipinski")
 _MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
 
 
-@functools.lru_cache(maxsize=1 << 18)
+#: Memo of :func:`canonical_smiles` (a search asks for the same molecules' keys again and again); a dict rather
+#: than ``lru_cache`` so that SMILES canonicalised in worker processes (:func:`decode_selfies`) are remembered too.
+_CANONICAL: dict[str, str | None] = {}
+_CANONICAL_MAX = 1 << 19
+
+
 def canonical_smiles(smiles: str) -> str | None:
-    """RDKit's canonical SMILES, or ``None`` for an unparsable or empty molecule (memoised: a search asks for the
-    same molecules' keys again and again)."""
+    """RDKit's canonical SMILES, or ``None`` for an unparsable or empty molecule (memoised)."""
+    try:
+        return _CANONICAL[smiles]
+    except KeyError:
+        pass
+    value = _canonical(smiles)
+    _remember({smiles: value})
+    return value
+
+
+def _canonical(smiles: str) -> str | None:
     mol = Chem.MolFromSmiles(smiles) if smiles else None
     return Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() > 0 else None
+
+
+def _remember(canonical: dict[str, str | None]) -> None:
+    if len(_CANONICAL) + len(canonical) > _CANONICAL_MAX:
+        _CANONICAL.clear()
+    _CANONICAL.update(canonical)
 
 
 def ring_penalty(mol: Chem.Mol) -> int:
@@ -229,6 +247,24 @@ def _tokenize_chunk(smiles: list[str]) -> list[list[str] | str]:
             out.append(list(sf.split_selfies(sf.encoder(s))))
         except Exception as exc:  # selfies raises EncoderError, RDKit-free; keep the reason, not the batch
             out.append(f"cannot encode {s!r} as SELFIES: {str(exc).splitlines()[0]}")
+    return out
+
+
+def _decode_chunk(strings: list[str]) -> list[str]:
+    import selfies as sf
+
+    return [_canonical(sf.decoder(s)) or "" for s in strings]
+
+
+def decode_selfies(strings: Sequence[str], workers: int | None = None) -> list[str]:
+    """Canonical SMILES of SELFIES strings (``""`` where nothing is left), in process chunks across ``workers``:
+    ~0.7 ms a string in pure Python, the largest cost of a design-loop round. Each result is remembered as its
+    own canonical form, so the designs' keys cost nothing afterwards."""
+    workers = default_workers() if workers is None else workers
+    if len(strings) < 1024:
+        workers = 1
+    out = [s for part in _parallel(_decode_chunk, _chunks(strings, workers * 4), workers) for s in part]
+    _remember({s: s for s in out if s})
     return out
 
 

@@ -14,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import selfies as sf
 import torch
 
 from designers import chem
@@ -163,11 +162,8 @@ class MoleculeDesigner(Designer):
 
     def decode(self, x: torch.Tensor) -> list[str]:
         """Relaxed or one-hot ``(n, L, V)`` → canonical SMILES of the arg-max tokens (``""`` if nothing is left)."""
-        out = []
-        for row in x.argmax(dim=-1).tolist():
-            smiles = sf.decoder("".join(self.alphabet[i] for i in row))
-            out.append(chem.canonical_smiles(smiles) or "")
-        return out
+        return chem.decode_selfies(["".join(self.alphabet[i] for i in row) for row in x.argmax(dim=-1).tolist()],
+                                   self.workers)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0.0, 1.0)

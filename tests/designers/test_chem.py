@@ -55,3 +55,16 @@ def test_tanimoto_similarity_of_morgan_fingerprints():
 def test_lipinski_rule_of_five():
     assert chem.lipinski_pass(Chem.MolFromSmiles(ASPIRIN))
     assert not chem.lipinski_pass(Chem.MolFromSmiles("C" * 40))  # logP far above 5
+
+
+def test_parallel_selfies_decoding_equals_serial_and_remembers_the_keys():
+    import selfies as sf
+
+    strings = [sf.encoder(s) for s in [ASPIRIN, "CCO", "c1ccccc1N", "CC(C)CC(=O)O"]] * 300 + ["[nop]", "[Branch1]"]
+    serial = chem.decode_selfies(strings, workers=1)
+    chem._CANONICAL.clear()
+    parallel = chem.decode_selfies(strings, workers=2)
+    assert parallel == serial
+    assert parallel[0] == Chem.MolToSmiles(Chem.MolFromSmiles(ASPIRIN)) and parallel[-2:] == ["", ""]
+    # Decoded in the workers, yet the parent already knows each result's canonical form: no second parse.
+    assert all(chem._CANONICAL[s] == s for s in set(parallel) if s)
