@@ -5,7 +5,8 @@ Times, best of ``--repeats``, on one process:
 * ``proposals_and_exact_scoring_seconds`` — the gradient of the ensemble at every incumbent, HotFlip scores of
   every edit, the Gumbel-top-k draw, the multi-edit combinations and the exact forward pass of every member on
   every candidate (:meth:`DesignLoop._token_candidates`); the issue's target is ≤ 2 s for 800 × 512 on 2 cores;
-* ``screening_seconds`` — decoding the best candidates, constraint checks (similarity) and the hand-over;
+* ``screening_seconds`` — the rest of a whole :meth:`DesignLoop.ask`: decoding the best candidates (in the RDKit
+  worker pool), constraint checks (similarity) and the hand-over, for the ranked and the unranked picks;
 * ``finetune_seconds`` — one round's fine-tuning of every member (S × q new designs beside the replayed ones);
 * ``oracle_seconds_per_round`` — the true oracle on a round's batch (S × q designs), to read the loop's own share
   of a round against (target: ≤ 10 % of a round).
@@ -75,10 +76,11 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         return min(times), out
 
-    proposal_seconds, (candidates, seed_of, acquisition, mean) = best_of(
-        lambda: loop._token_candidates(designer, seeds, owner))
-    # Screening once: a second pass would find its decodes cached and its rejects remembered.
-    screening_seconds, _ = best_of(lambda: loop._best_per_seed(state, candidates, seed_of, acquisition, mean), 1)
+    proposal_seconds, (candidates, _, _, _, _) = best_of(lambda: loop._token_candidates(designer, seeds, owner))
+    # A whole ask once (a second would find its decodes cached and its rejects remembered): its proposals as
+    # above, then the screening, both passes of it when the unranked share is on.
+    ask_seconds, _ = best_of(lambda: loop.ask(state), 1)
+    screening_seconds = max(ask_seconds - proposal_seconds, 0.0)
     # A round fine-tunes on its S × q new designs beside `replay` old points, for `finetune_epochs` epochs.
     rows = min(len(x), LoopConfig.replay + args.seeds * args.batch_per_seed)
     finetune_seconds, _ = best_of(lambda: fine_tune(ensemble, config, LoopConfig.finetune_epochs, x[:rows], y[:rows]))

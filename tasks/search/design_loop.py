@@ -22,6 +22,7 @@ Per round, for every seed at once (one batched tensor):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
@@ -50,6 +51,12 @@ class LoopConfig:
     #: few rounds (at δ 0.6 the loop stopped after ~45 of 100 calls), random ones near it rarely do.
     random_share: float = 0.25
     random_max_edits: int = 2
+    #: Token designers: the share of each seed's ``batch_per_seed`` calls a round that go to random edits picked
+    #: in random order, not by the ensemble — the hill-climber's own moves. ``None``: adapted every round by
+    #: Thompson sampling between the two (see :meth:`DesignLoop._unranked_slots`), so the loop follows whichever
+    #: finds improvements more often: its surrogates early, random edits where they stop ranking well (far from
+    #: their training data, late in a long run). A number: that share, fixed.
+    unranked_share: float | None = None
     finetune_epochs: int = 3
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
@@ -95,6 +102,10 @@ class DesignLoop(Searcher):
         self._spent: set[tuple[int, bytes]] = set()
         self._decoded: dict[bytes, Any] = {}
         self.heat: torch.Tensor | None = None
+        #: Per seed, the keys of the designs the last round sent unranked.
+        self._unranked_keys: dict[int, set[str]] = {}
+        #: The two arms of the adaptive split, ranked (row 0) and unranked (row 1): faded (wins, calls).
+        self.arms = torch.zeros(2, 2, dtype=torch.float64)
 
     # -- ask ----------------------------------------------------------------------------------------------------
     def ask(self, state: SearchState) -> list[Proposal]:
@@ -112,8 +123,11 @@ class DesignLoop(Searcher):
             return []
         self.ensemble.eval()
         if designer_kind(state.designer) == "tokens":
-            rows, seed_of, acquisition, mean = self._token_candidates(state.designer, incumbents, torch.tensor(owner))
-            designs = None
+            rows, seed_of, acquisition, mean, parent_rank = self._token_candidates(state.designer, incumbents,
+                                                                                   torch.tensor(owner))
+            slots = self._unranked_slots(len(state.seeds), state.round)
+            if slots.any():
+                return self._with_unranked(state, rows, seed_of, acquisition, mean, parent_rank, slots)
         else:
             if self.radius is None:
                 self.radius = torch.full((len(state.seeds),), self.config.radius[0])
@@ -135,24 +149,103 @@ class DesignLoop(Searcher):
         kind, position, token = kind.reshape(-1), position.reshape(-1), token.reshape(-1)
         parts = [apply_edit(rows, kind, position, token, parent=parent)]
         owners = [owner[parent]]
+        # Per candidate, the rank of its parent among its seed's incumbents (0: the best) if it is a random edit,
+        # else -1: the unranked picks take random edits of the best incumbent first, as the hill-climber does.
+        incumbent_rank = torch.arange(n) - torch.searchsorted(owner, owner)
+        random = [torch.full((len(parts[0]),), -1)]
         # Single edits are scored from their parents' first layers (two gathers a child); the rest in full.
         predictions = [self.ensemble.predict_edits(rows, parent, kind, position, token, vocabulary)]
         others = []
         if combos and k > 1:
-            others.append((self._combinations(rows, singles, kind, position, token, combos), combos))
+            others.append((self._combinations(rows, singles, kind, position, token, combos), combos, False))
         explore = round(self.config.random_share * self.config.proposals_per_incumbent)
         if explore:
             parents = rows.repeat_interleave(explore, 0)
             n_edits = torch.randint(1, self.config.random_max_edits + 1, (len(parents),), generator=self.generator)
-            others.append((random_edits(parents, n_edits, vocabulary, self.generator), explore))
-        for extra, per_incumbent in others:
+            others.append((random_edits(parents, n_edits, vocabulary, self.generator), explore, True))
+        for extra, per_incumbent, is_random in others:
             parts.append(extra)
             owners.append(owner.repeat_interleave(per_incumbent))
+            random.append(incumbent_rank.repeat_interleave(per_incumbent) if is_random else torch.full((len(extra),), -1))
             predictions.append(self.ensemble.predict_tokens(extra, vocabulary))
         candidates, unique_index = _unique_rows(torch.cat(parts), torch.cat(owners))
         seed_of = torch.cat(owners)[unique_index]
         predictions = torch.cat(predictions, dim=1)[:, unique_index]
-        return candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
+        return (candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0),
+                torch.cat(random)[unique_index])
+
+    #: The adaptive split: each arm's wins and calls fade by this factor a round (the better arm changes as
+    #: the search moves away from the training data), and each arm keeps at least this share of the calls.
+    hedge_decay, hedge_floor = 0.7, 0.1
+
+    def _unranked_slots(self, n_seeds: int, round_number: int) -> torch.Tensor:
+        """Per seed, how many of its ``batch_per_seed`` calls this round go to unranked random edits.
+
+        Adaptive (``unranked_share=None``): a two-armed Bernoulli bandit — an arm wins a call when the design
+        beats its seed's best so far — played by Thompson sampling (Thompson 1933; Chapelle & Li 2011, *An
+        Empirical Evaluation of Thompson Sampling*, NeurIPS): every call of every seed draws both arms' win rates
+        from their Beta posteriors (the faded counts, pooled over seeds) and goes to the larger draw; a share
+        ``hedge_floor`` of the calls goes to each arm whatever the draws, so neither is ever left unmeasured.
+        """
+        q = self.batch_per_seed
+        if self.config.unranked_share is not None:
+            return torch.full((n_seeds,), round(self.config.unranked_share * q), dtype=torch.long)
+        if not self.arms[:, 1].all():  # a first measurement of each arm, the ranking (better early) leading
+            return torch.full((n_seeds,), math.ceil(self.hedge_floor * q), dtype=torch.long)
+        rng = np.random.default_rng([self.config.seed, round_number, 0x4ED6E])
+        wins, calls = self.arms[:, 0].numpy(), self.arms[:, 1].numpy()
+        ranked, unranked = (rng.beta(1 + wins[a], 1 + calls[a] - wins[a], (n_seeds, q)) for a in (0, 1))
+        forced = rng.random((n_seeds, q))
+        chance = np.where(forced < self.hedge_floor, True, np.where(forced > 1 - self.hedge_floor, False,
+                                                                   unranked > ranked))
+        return torch.from_numpy(chance.sum(axis=1))
+
+    def _score_arms(self, state: SearchState, told: Sequence[Told]) -> None:
+        """Fade both arms' counts and add this round's: per scored design, whether it beat its seed's best
+        before the round."""
+        self.arms *= self.hedge_decay
+        for t in told:
+            new = {k for k, status in zip(t.keys, t.status) if status == SCORED}
+            if not new:
+                continue
+            before = max([float(state.seed_scores[t.seed_index])]
+                         + [v for k, v in state.scores[t.seed_index].items() if k not in new and np.isfinite(v)])
+            chance = self._unranked_keys.get(t.seed_index, set())
+            for key, status, value in zip(t.keys, t.status, t.scores):
+                if status == SCORED:
+                    arm = int(key in chance)
+                    self.arms[arm, 0] += float(value > before)
+                    self.arms[arm, 1] += 1.0
+
+    def _with_unranked(self, state: SearchState, rows: torch.Tensor, seed_of: torch.Tensor, acquisition: torch.Tensor,
+                       mean: torch.Tensor, parent_rank: torch.Tensor, slots: torch.Tensor) -> list[Proposal]:
+        """Each seed's proposal with ``slots[seed]`` of its first ``batch_per_seed`` places given to random edits
+        (``parent_rank`` ≥ 0: random edits of the seed's ``parent_rank``-th best incumbent), the best incumbent's
+        first and in random order, feasible and new as every candidate; the rest to the ensemble's ranking."""
+        ranked = {p.seed_index: p for p in self._best_per_seed(state, rows, seed_of, acquisition, mean)}
+        keys = torch.rand(len(rows), generator=self.generator) - parent_rank
+        keys = keys.masked_fill((parent_rank < 0) | (slots[seed_of] == 0), -torch.inf)
+        unranked = {p.seed_index: p for p in self._best_per_seed(state, rows, seed_of, keys, mean, heat=False)}
+        key = state.designer.key
+        out = []
+        for seed in sorted(set(ranked) | set(unranked)):
+            by_rank = ranked.get(seed, Proposal(seed, [], np.zeros(0)))
+            by_chance = unranked.get(seed, Proposal(seed, [], np.zeros(0)))
+            n_chance = min(int(slots[seed]), len(by_chance.designs))
+            n_rank = self.batch_per_seed - n_chance
+            pairs = [*zip(by_rank.designs[:n_rank], by_rank.predicted[:n_rank]),
+                     *zip(by_chance.designs[:n_chance], by_chance.predicted[:n_chance]),
+                     *zip(by_rank.designs[n_rank:], by_rank.predicted[n_rank:]),
+                     *zip(by_chance.designs[n_chance:], by_chance.predicted[n_chance:])]
+            seen, designs, predicted = set(), [], []
+            for design, value in pairs:
+                if key(design) not in seen:
+                    seen.add(key(design))
+                    designs.append(design)
+                    predicted.append(value)
+            self._unranked_keys[seed] = {key(d) for d in by_chance.designs[:n_chance]}
+            out.append(Proposal(seed, designs, np.asarray(predicted, dtype=float)))
+        return out
 
     def _combinations(self, rows: torch.Tensor, singles: torch.Tensor, kind: torch.Tensor, position: torch.Tensor,
                       token: torch.Tensor, combos: int) -> torch.Tensor:
@@ -226,7 +319,7 @@ class DesignLoop(Searcher):
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
 
     def _best_per_seed(self, state: SearchState, candidates: torch.Tensor, seed_of: torch.Tensor,
-                       acquisition: torch.Tensor, mean: torch.Tensor) -> list[Proposal]:
+                       acquisition: torch.Tensor, mean: torch.Tensor, heat: bool = True) -> list[Proposal]:
         """Per seed, the best-acquisition candidates that satisfy the constraints and are new, best first.
 
         The constraints that need no oracle are checked here, in passes down each seed's ranking: a window of
@@ -258,7 +351,7 @@ class DesignLoop(Searcher):
             self._screen_window(state, candidates, order[in_window], seed_of, mean, raw, window, proposals)
             for seed, p in proposals.items():
                 short[seed] = len(p.designs) < self.config.batch_per_seed
-        if self.heat is not None and len(seed_of):
+        if heat and self.heat is not None and len(seed_of):
             asked = torch.zeros(len(self.heat), dtype=torch.bool)
             asked[seed_of.unique()] = True
             hotter = torch.where(short[: len(self.heat)], (2 * self.heat).clamp(max=64.0), torch.ones_like(self.heat))
@@ -320,6 +413,8 @@ class DesignLoop(Searcher):
                 r = self.radius[t.seed_index]
                 low, high = self.config.radius[1], self.config.radius[2]
                 self.radius[t.seed_index] = min(2 * r, high) if improved else max(r / 2, low)
+        self._score_arms(state, told)
+        self._unranked_keys = {}
         self._last_round = [set() for _ in state.seeds]
         for t in told:
             self._last_round[t.seed_index].update(k for k, status in zip(t.keys, t.status) if status == SCORED)
@@ -361,13 +456,14 @@ class DesignLoop(Searcher):
     # -- resumption ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"ensemble": self.ensemble.state_dict(), "generator": self.generator.get_state(),
-                "radius": self.radius, "heat": self.heat}
+                "radius": self.radius, "heat": self.heat, "arms": self.arms}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(state["ensemble"])
         self.generator.set_state(state["generator"])
         self.radius = state["radius"]
         self.heat = state.get("heat")
+        self.arms = state.get("arms", torch.zeros(2, 2, dtype=torch.float64))
 
 
 def _acquire(predictions: torch.Tensor, beta: float) -> torch.Tensor:

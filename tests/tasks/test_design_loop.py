@@ -18,11 +18,11 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 CONFIG = TrainingConfig(epochs=30, batch_size=32, lr=3e-3, defense=Defense("none"))
 
 
-def make_loop(designer, n_labelled=200, hidden=(64,), members=3, config=CONFIG, **loop):
+def make_loop(designer, n_labelled=200, hidden=(64,), members=3, config=CONFIG, sign=1.0, **loop):
     torch.manual_seed(0)
     data = designer.sample(n_labelled, np.random.default_rng(0))
     x = designer.encode(data)
-    y = torch.tensor(designer.oracle(data).scores, dtype=torch.float32)
+    y = sign * torch.tensor(designer.oracle(data).scores, dtype=torch.float32)
     ensemble, _ = train_ensemble(designer.input_shape, hidden, config, members, x[20:], y[20:], x[:20], y[:20])
     settings = {"batch_per_seed": 2, "proposals_per_incumbent": 64, "finetune_epochs": 2, **loop}
     return DesignLoop(ensemble, config, x, y, LoopConfig(**settings), lower=designer.lower, upper=designer.upper)
@@ -106,3 +106,41 @@ def test_a_loops_checkpoint_belongs_to_its_constraints():
     assert designer_fingerprint(loose, oracle_only=False) != designer_fingerprint(strict, oracle_only=False)
     assert designer_fingerprint(loose, oracle_only=False) == designer_fingerprint(
         MoleculeDesigner(similarity_threshold=0.4, workers=1), oracle_only=False)
+
+
+def test_a_fixed_unranked_share_gives_each_seed_that_many_random_edits_a_round():
+    designer = make_designer("tokens")
+    loop = make_loop(designer, batch_per_seed=5, unranked_share=0.4)
+    seeds, scores = seeds_of(designer)
+    from tasks.search.base import SearchState
+
+    proposals = loop.ask(SearchState(designer, seeds, scores, 20))
+    assert len(proposals) == len(seeds)
+    for p in proposals:
+        chance = loop._unranked_keys[p.seed_index]
+        assert len(chance) == 2
+        assert sum(designer.key(d) in chance for d in p.designs[:5]) == 2
+
+
+def test_the_adaptive_split_follows_the_arm_that_wins():
+    designer = make_designer("tokens")
+    loop = make_loop(designer, batch_per_seed=5)
+    loop.arms = torch.tensor([[40.0, 100.0], [5.0, 100.0]], dtype=torch.float64)   # ranked wins 8 times as often
+    favour_ranked = loop._unranked_slots(200, 0).float().mean() / 5
+    loop.arms = torch.tensor([[5.0, 100.0], [40.0, 100.0]], dtype=torch.float64)
+    favour_random = loop._unranked_slots(200, 0).float().mean() / 5
+    floor = loop.hedge_floor
+    assert favour_ranked == pytest.approx(floor, abs=0.04) and favour_random == pytest.approx(1 - floor, abs=0.04)
+
+
+def test_with_a_surrogate_that_ranks_backwards_the_loop_moves_its_calls_to_random_edits_and_still_climbs():
+    designer = make_designer("tokens")
+    seeds, scores = seeds_of(designer, n=8)
+    loop = make_loop(designer, sign=-1.0, batch_per_seed=4, finetune_epochs=0)   # trained on the negated score
+    result = run_search(loop, designer, seeds, scores, 24)
+    ranked_calls, random_calls = loop.arms[:, 1].tolist()
+    assert random_calls > 2 * ranked_calls
+    backwards = run_search(make_loop(designer, sign=-1.0, batch_per_seed=4, finetune_epochs=0, unranked_share=0.0),
+                           designer, seeds, scores, 24)
+    ours = protocol_metrics(result.table, scores, 24)["improvement_mean"]
+    assert ours > protocol_metrics(backwards.table, scores, 24)["improvement_mean"] + 1
