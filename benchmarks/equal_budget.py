@@ -150,7 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="charge the surrogate's labels to the gradient curves, amortised over the starts")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
-    parser.add_argument("--output-dir", help="write equal_budget_<domain>.json (and .png) here")
+    parser.add_argument("--output-dir", help="write <name>.json (and .png) here")
+    parser.add_argument("--name", help="the files' name (default: equal_budget_<domain>)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--tracking-uri", help="MLflow store (default: a throw-away one)")
     parser.add_argument("--device", help="car: where the flow oracle runs (cpu, cuda; default: cuda if available)")
@@ -176,6 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.max_calls = {name.strip(): int(value) for name, value in pairs}
     args.defenses = tuple(d.strip() for d in args.defenses.split(",") if d.strip())
     args.loop = tuple(d.strip() for d in args.loop.split(",") if d.strip())
+    args.name = args.name or f"equal_budget_{args.domain}"
     args.baselines = tuple(m.strip() for m in args.baselines.split(",") if m.strip()) if args.baselines is not None \
         else defaults["baselines"]
     if args.repeats < 1 or args.n_seeds < 1 or min(args.checkpoints) < 1:
@@ -439,7 +441,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             }
 
         def write_json(result: dict[str, Any], complete: bool) -> None:
-            path = Path(args.output_dir) / f"equal_budget_{args.domain}.json"
+            path = Path(args.output_dir) / f"{args.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**result, "complete": complete}, indent=2) + "\n")
 
@@ -493,11 +495,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                                     step=c)
         tracker.log_metrics(parent, {"labelling_calls": labelling_calls, "wall_seconds": result["wall_seconds"],
                                      "oracle_calls_total": result["oracle_calls_total"]})
-        tracker.log_dict(parent, result, f"equal_budget_{args.domain}.json")
+        tracker.log_dict(parent, result, f"{args.name}.json")
         output_dir = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="equal-budget-"))
         output_dir.mkdir(parents=True, exist_ok=True)
         if not args.no_plot:
-            picture = output_dir / f"equal_budget_{args.domain}.png"
+            picture = output_dir / f"{args.name}.png"
             plot(result, picture)
             tracker.log_artifact(parent, picture)
         if args.output_dir:

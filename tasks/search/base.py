@@ -111,6 +111,11 @@ class Searcher(ABC):
     def tell(self, state: SearchState, told: Sequence[Told]) -> None:
         """Learn from a round's outcomes (``state`` already holds the new scores)."""
 
+    def round_metrics(self) -> dict[str, float]:
+        """The searcher's own numbers about the round just told, added to the driver's round summary (and so
+        to the MLflow run's per-round metrics)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """What a resumed search needs besides the verified designs (tensors and plain Python only)."""
         return {}

@@ -106,6 +106,7 @@ class DesignLoop(Searcher):
         self._unranked_keys: dict[int, set[str]] = {}
         #: The two arms of the adaptive split, ranked (row 0) and unranked (row 1): faded (wins, calls).
         self.arms = torch.zeros(2, 2, dtype=torch.float64)
+        self._round_arms = torch.zeros(2, 2, dtype=torch.float64)
 
     # -- ask ----------------------------------------------------------------------------------------------------
     def ask(self, state: SearchState) -> list[Proposal]:
@@ -204,6 +205,7 @@ class DesignLoop(Searcher):
         """Fade both arms' counts and add this round's: per scored design, whether it beat its seed's best
         before the round."""
         self.arms *= self.hedge_decay
+        self._round_arms = torch.zeros(2, 2, dtype=torch.float64)
         for t in told:
             new = {k for k, status in zip(t.keys, t.status) if status == SCORED}
             if not new:
@@ -214,8 +216,19 @@ class DesignLoop(Searcher):
             for key, status, value in zip(t.keys, t.status, t.scores):
                 if status == SCORED:
                     arm = int(key in chance)
-                    self.arms[arm, 0] += float(value > before)
-                    self.arms[arm, 1] += 1.0
+                    self._round_arms[arm, 0] += float(value > before)
+                    self._round_arms[arm, 1] += 1.0
+        self.arms += self._round_arms
+
+    def round_metrics(self) -> dict[str, float]:
+        """Token designers: the share of the round's scored calls that were unranked picks, and each arm's
+        share of wins (a design that beat its seed's best) over the faded counts."""
+        if not (self._round_arms[:, 1].any() and self.arms[1, 1] > 0):  # no split (cars, or a share of 0)
+            return {}
+        calls = self._round_arms[:, 1]
+        rates = self.arms[:, 0] / self.arms[:, 1].clamp_min(1e-12)
+        return {"unranked_share": float(calls[1] / calls.sum()), "ranked_win_rate": float(rates[0]),
+                "unranked_win_rate": float(rates[1])}
 
     def _with_unranked(self, state: SearchState, rows: torch.Tensor, seed_of: torch.Tensor, acquisition: torch.Tensor,
                        mean: torch.Tensor, parent_rank: torch.Tensor, slots: torch.Tensor) -> list[Proposal]:

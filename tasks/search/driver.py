@@ -210,7 +210,7 @@ def run_search(
         if len(new_rows):
             rows.append(new_rows)
         searcher.tell(state, told)
-        summary = _round_summary(state, new_rows, time.perf_counter() - round_started)
+        summary = {**_round_summary(state, new_rows, time.perf_counter() - round_started), **searcher.round_metrics()}
         rounds.append(summary)
         if checkpoint:
             checkpoint.save(_concat(rows), counters, rounds, searcher)

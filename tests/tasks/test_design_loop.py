@@ -140,6 +140,8 @@ def test_with_a_surrogate_that_ranks_backwards_the_loop_moves_its_calls_to_rando
     result = run_search(loop, designer, seeds, scores, 24)
     ranked_calls, random_calls = loop.arms[:, 1].tolist()
     assert random_calls > 2 * ranked_calls
+    last = result.rounds[-1]   # the split's numbers reach the round summary, and so the MLflow run
+    assert last["unranked_share"] > 0.5 and last["ranked_win_rate"] < last["unranked_win_rate"]
     backwards = run_search(make_loop(designer, sign=-1.0, batch_per_seed=4, finetune_epochs=0, unranked_share=0.0),
                            designer, seeds, scores, 24)
     ours = protocol_metrics(result.table, scores, 24)["improvement_mean"]
