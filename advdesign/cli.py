@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from advdesign import environment, interrupts
+from advdesign.environment import start_local_prefect_api
 from advdesign.options import ArgumentParser, Command
 from advdesign.report import check_json_path, check_seeds, check_tracking, mlflow_line, number, report
 
@@ -129,6 +130,7 @@ def task_runner(kind: str, address: str | None):
 def run_campaign(args: argparse.Namespace, params: Any) -> int:
     check_tracking(params.tracking_uri)
     check_seeds(params)
+    start_local_prefect_api()  # after the checks: a bad input fails at once, not after the API's start-up
     from flows.campaign import campaign
 
     # The preset (--quick) also as the flow's top-level parameter, as the deployments set it: the flow run in the
@@ -141,6 +143,7 @@ def run_campaign(args: argparse.Namespace, params: Any) -> int:
 
 def run_train(args: argparse.Namespace, params: Any) -> int:
     check_tracking(params.tracking_uri)
+    start_local_prefect_api()
     from flows.train_surrogate import train_surrogate
 
     report(train_surrogate(params), args.json, lambda r: train_lines(r, params))
@@ -152,6 +155,7 @@ def run_design(args: argparse.Namespace, params: Any) -> int:
 
     check_model_exists(params.model_uri, params.tracking_uri)  # before Prefect starts anything
     check_seeds(params)
+    start_local_prefect_api()
     from flows.design_search import design_search
 
     report(design_search(params), args.json, lambda r: design_lines(r, params))
@@ -325,10 +329,6 @@ def main(argv: list[str] | None = None) -> int:
             if name not in ("ui", "dashboard"):  # Prefect's local API takes a while to start: say it has begun
                 progress.say(f"advdesign {name}: starting Prefect's local API and the MLflow store …")
         with interrupts.exit_cleanly(f"advdesign {name}"):
-            if name not in ("ui", "dashboard", "render"):  # the commands that run flows
-                from advdesign.environment import start_local_prefect_api
-
-                start_local_prefect_api()
             return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = one_line(exc)

@@ -12,6 +12,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
+from advdesign.environment import start_local_prefect_api
 from advdesign.options import PREFIX, ArgumentParser, Command
 from advdesign.report import mlflow_line, report
 
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace, params=None) -> int:
         check_inputs(params)  # before a flow run is even created: bad input costs nothing
         if params.eps is not None:
             validate_eps(params.eps)
+        start_local_prefect_api()
         with _run_errors_reported_by_us():
             summary = robustness_evaluation(**params.model_dump())
     except (ValueError, TypeError, FileNotFoundError, TrackingUnavailable, ParameterTypeError) as exc:

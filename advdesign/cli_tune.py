@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from advdesign.environment import start_local_prefect_api
 from advdesign.options import Command, UsageError, flag, given
 from advdesign.report import check_seeds, check_tracking, mlflow_line, report
 
@@ -58,6 +59,7 @@ def run_tune(args: argparse.Namespace, params: Any) -> int:
         from tasks.tracking import check_database_url
 
         check_database_url(params.storage, "--storage (Optuna)")
+    start_local_prefect_api()
     import flows.tune
 
     summary = flows.tune.tune(params)
@@ -79,6 +81,7 @@ def tune_lines(summary: dict[str, Any]) -> list[str]:
 def run_baselines(args: argparse.Namespace, params: Any) -> int:
     check_tracking(params.tracking_uri)
     check_seeds(params)
+    start_local_prefect_api()
     from flows.baselines import baselines
 
     report(baselines(params), args.json, baselines_lines)
