@@ -38,10 +38,8 @@ _CANONICAL_MAX = 1 << 19
 
 def canonical_smiles(smiles: str) -> str | None:
     """RDKit's canonical SMILES, or ``None`` for an unparsable or empty molecule (memoised)."""
-    try:
+    if smiles in _CANONICAL:
         return _CANONICAL[smiles]
-    except KeyError:
-        pass
     value = _canonical(smiles)
     _remember({smiles: value})
     return value

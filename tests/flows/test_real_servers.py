@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from local_servers import free_port, wait_for
+from local_servers import free_port, wait_for, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +42,6 @@ TINY = ["--quick", "--n-labelled", "200", "--n-unlabelled", "10", "--n-pool", "4
         "--ensemble-size", "1", "--steps", "5", "--budget", "4", "--calls-per-seed", "2", "--batch-per-seed", "2",
         "--proposals-per-incumbent", "16", "--finetune-epochs", "1", "--oracle-batch-size", "100"]
 CAMPAIGNS = 8
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"port {port}: process exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"port {port}: nothing listening in {timeout_s} s")
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -127,7 +114,7 @@ def servers(folder, postgres) -> Iterator[dict[str, str]]:
                                  str(prefect_port)], folder / "prefect.log", env))
         processes.append(_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(dask_port),
                                  "--no-dashboard"], folder / "scheduler.log", env))
-        _wait_for_port(dask_port, processes[-1], folder / "scheduler.log")
+        wait_for_port(dask_port, processes[-1], folder / "scheduler.log")
         for i in range(2):
             processes.append(_start([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{dask_port}", "--nthreads", "1",
                                      "--nworkers", "1", "--no-dashboard", "--name", f"w{i}"],
