@@ -4,6 +4,7 @@ schema Prefect builds for that form."""
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -310,8 +311,15 @@ def _submit(deployment, parameters: dict):
             "empirical_policy": {"retries": None, "retry_delay": None, "resuming": False, "max_retries": 0,
                                  "retry_delay_seconds": 0},
             "tags": list(deployment.tags), "work_queue_name": None}
-    return httpx.post(f"{PREFECT_API_URL.value()}/deployments/{deployment.id}/create_flow_run", json=body,
-                      timeout=60)
+    # A 503 is the server saying "busy, try again" (its SQLite database locked under load); Prefect's own client
+    # retries it, and so does the UI's user, by pressing the button again.
+    for attempt in range(5):
+        response = httpx.post(f"{PREFECT_API_URL.value()}/deployments/{deployment.id}/create_flow_run", json=body,
+                              timeout=60)
+        if response.status_code != 503:
+            break
+        time.sleep(2 ** attempt)
+    return response
 
 
 @pytest.mark.parametrize("spec", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
