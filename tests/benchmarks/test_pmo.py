@@ -38,7 +38,8 @@ def test_a_tiny_run_charges_every_call_and_resumes_without_repeating(tmp_path, s
 
 
 @pytest.mark.parametrize("argv, culprit", [(["--tasks", "nope"], "--tasks"), (["--methods", "gflownet"], "--methods"),
-                                           (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds")])
+                                           (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds"),
+                                           (["--loop-batch", "0"], "--loop-batch")])
 def test_bad_arguments_name_the_option(argv, culprit, capsys):
     with pytest.raises(SystemExit):
         pmo.parse_args([*TINY, *argv])
