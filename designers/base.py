@@ -62,6 +62,8 @@ class Designer:
         settings_outside_oracle: names of settings that never change an oracle score (constraints, worker
             counts), left out of the cache key of oracle labels.
         optimum: the best score any design can reach, where it is known (test problems); ``None`` otherwise.
+        bound_to_seed: whether a constraint keeps each design near its own seed (a similarity or distance
+            bound); without one a search may mix the lineages of different seeds.
     """
 
     name: str
@@ -71,6 +73,10 @@ class Designer:
     settings_outside_oracle: tuple[str, ...] = ()
     optimum: float | None = None
     oracle_calls: int = 0
+
+    @property
+    def bound_to_seed(self) -> bool:
+        return False
 
     def oracle(self, designs: Sequence[Any]) -> OracleResult:
         """Score designs with the true objective (higher is better); every design passed in counts once (an empty

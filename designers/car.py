@@ -545,6 +545,10 @@ class CarDesigner(Designer):
             )
         return None
 
+    @property
+    def bound_to_seed(self) -> bool:
+        return self.max_change_from_seed_m is not None
+
     def constraints(self, designs: Sequence[CarBlueprint], seeds: Sequence[CarBlueprint]) -> ConstraintReport:
         """Feasibility rules, plus (when ``max_change_from_seed_m`` is set) the largest station-height change from
         the design's own seed. ``values`` reports the margins so tables can show how close each design sits."""

@@ -188,6 +188,10 @@ class MoleculeDesigner(Designer):
         """Drug-likeness beside the objective (QED), not counted as oracle calls: it never steers the search."""
         return {"qed": chem.qed_scores(designs, self.workers)}
 
+    @property
+    def bound_to_seed(self) -> bool:
+        return self.similarity_threshold > 0
+
     def constraints(self, designs: Sequence[str], seeds: Sequence[str]) -> ConstraintReport:
         """Similarity ≥ δ to the seed, SA ≤, molecular weight in range, QED ≥, the kept SMARTS present, no
         forbidden SMARTS: every violation of a design is named (``"; "``-joined); ``values`` holds the similarity

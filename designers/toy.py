@@ -91,6 +91,10 @@ class TokenMatch(Designer):
                            for d in designs], dtype=float)
         return OracleResult(scores, [None] * len(designs))
 
+    @property
+    def bound_to_seed(self) -> bool:
+        return self.max_distance is not None
+
     def constraints(self, designs: Sequence[str], seeds: Sequence[str]) -> ConstraintReport:
         distance = np.array([sum(a != b for a, b in zip(d.ljust(self.max_length, "."), s.ljust(self.max_length, ".")))
                              for d, s in zip(designs, seeds)], dtype=float)

@@ -31,7 +31,8 @@ import torch
 
 from tasks.ensemble import Ensemble, fine_tune
 from tasks.search.base import SCORED, Proposal, SearchState, Searcher, Told, designer_kind
-from tasks.search.edits import apply_edit, apply_edits, edit_of, first_order_scores, random_edits
+from tasks.search.edits import (apply_edit, apply_edits, edit_of, first_order_scores, random_crossovers,
+                                random_edits)
 from tasks.training import TrainingConfig
 
 
@@ -57,6 +58,12 @@ class LoopConfig:
     #: finds improvements more often: its surrogates early, random edits where they stop ranking well (far from
     #: their training data, late in a long run). A number: that share, fixed.
     unranked_share: float | None = None
+    #: Token designers free of a similarity bound (de novo): per incumbent, this share of
+    #: ``proposals_per_incumbent`` more candidates, each a one-point crossover of the incumbent with one of the
+    #: round's incumbents of any seed (:func:`tasks.search.edits.random_crossovers`), ranked and picked unranked
+    #: like the random edits. Moves far from a start, between lineages: what a mutation alone rarely reaches.
+    #: Under a similarity bound there is none: a child of two lineages seldom stays near either seed.
+    crossover_share: float = 0.25
     finetune_epochs: int = 3
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
@@ -164,6 +171,11 @@ class DesignLoop(Searcher):
             parents = rows.repeat_interleave(explore, 0)
             n_edits = torch.randint(1, self.config.random_max_edits + 1, (len(parents),), generator=self.generator)
             others.append((random_edits(parents, n_edits, vocabulary, self.generator), explore, True))
+        crossovers = round(self.config.crossover_share * self.config.proposals_per_incumbent)
+        if crossovers and not designer.bound_to_seed:
+            parents = rows.repeat_interleave(crossovers, 0)
+            partners = rows[torch.randint(0, n, (len(parents),), generator=self.generator)]
+            others.append((random_crossovers(parents, partners, self.generator), crossovers, True))
         for extra, per_incumbent, is_random in others:
             parts.append(extra)
             owners.append(owner.repeat_interleave(per_incumbent))

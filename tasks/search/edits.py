@@ -139,3 +139,26 @@ def random_edits(rows: torch.Tensor, n_edits: torch.Tensor, vocabulary: int, gen
     tokens = torch.where(unused, rows.gather(1, positions), tokens)
     kinds = torch.where(unused, SUBSTITUTE, kinds)
     return apply_edits(rows, kinds, positions, tokens)
+
+
+def crossover(first: torch.Tensor, second: torch.Tensor, cut_first: torch.Tensor, cut_second: torch.Tensor
+              ) -> torch.Tensor:
+    """One-point crossover of token rows: ``first[:cut_first]`` followed by ``second[cut_second:]`` (its tokens
+    before the padding), cut to the rows' width and padded. Any SELFIES string is a molecule, so every child is
+    one: the genetic operator of SELFIES GAs (Nigam et al. 2020, *Augmenting Genetic Algorithms with Deep Neural
+    Networks for Exploring the Chemical Space*, ICLR), here on whole batches."""
+    n, length = first.shape
+    t = torch.arange(length, device=first.device)[None]
+    source = t - cut_first[:, None] + cut_second[:, None]       # where column t of the child reads ``second``
+    tail = second.gather(1, source.clamp(0, length - 1))
+    tail = torch.where(source < lengths(second)[:, None], tail, 0)
+    return torch.where(t < cut_first[:, None], first, tail)
+
+
+def random_crossovers(first: torch.Tensor, second: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """:func:`crossover` of each pair of rows at uniformly random cuts: after 1 … len(first) tokens of ``first``
+    (at least one kept), from 0 … len(second) − 1 of ``second``."""
+    size_first, size_second = lengths(first).clamp_min(1), lengths(second).clamp_min(1)
+    cut_first = 1 + (torch.rand(len(first), generator=generator) * size_first).long().clamp(max=size_first - 1)
+    cut_second = (torch.rand(len(second), generator=generator) * size_second).long().clamp(max=size_second - 1)
+    return crossover(first, second, cut_first, cut_second)

@@ -146,3 +146,18 @@ def test_with_a_surrogate_that_ranks_backwards_the_loop_moves_its_calls_to_rando
                            designer, seeds, scores, 24)
     ours = protocol_metrics(result.table, scores, 24)["improvement_mean"]
     assert ours > protocol_metrics(backwards.table, scores, 24)["improvement_mean"] + 1
+
+
+def test_without_a_seed_bound_the_loop_also_ranks_crossovers_of_all_lineages_and_under_one_none():
+    free, bound = make_designer("tokens"), make_designer("tokens", max_distance=3)
+    seeds, _ = seeds_of(free)
+    owner = torch.arange(len(seeds))
+
+    def candidates(designer, share):
+        loop = make_loop(designer, crossover_share=share, random_share=0.0)
+        return {tuple(row) for row in loop._token_candidates(designer, seeds, owner)[0].tolist()}
+
+    edits = candidates(bound, 0.5)
+    assert candidates(free, 0.0) == edits   # the same edits, drawn first from the same generator
+    with_crossovers = candidates(free, 0.5)
+    assert edits < with_crossovers and len(with_crossovers - edits) > 3 * len(seeds)
