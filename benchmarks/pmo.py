@@ -8,8 +8,8 @@ Per task and run r (data seed r, searcher and surrogate seed r), de novo, everyt
 2. the ``--n-seeds`` best of the pool (default 5) are the starts (:func:`tasks.pure_stages.choose_seeds`, de
    novo: no similarity bound), and every method gets the rest of the budget shared out over them, through the one
    budgeted driver: ``loop/<defense>`` (the design loop, as ``benchmarks/equal_budget.py`` runs it, ``--loop-batch``
-   calls per start a round) and the black boxes (``hill-climber``, ``random``) from the same starts, the same
-   labelled calls charged to them too.
+   calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``random``) from the same starts,
+   the same labelled calls charged to them too.
 
 The metric is PMO's AUC top-10 (:func:`tasks.search.anytime.auc_top_k`): the mean of the 10 best distinct molecules
 against calls, labelling calls included, integrated to 10,000 and divided by it; also the final top-10 mean and the
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="PMO tasks (designers.objectives.tasks)")
     parser.add_argument("--runs", type=int, default=3, help="runs r = 0 … runs−1 per task and method")
     parser.add_argument("--methods", default="loop/none,hill-climber,random",
-                        help="loop/<defense> and black boxes (hill-climber, random, tpe)")
+                        help="loop/<defense> and black boxes (hill-climber, genetic, random, tpe)")
     parser.add_argument("--max-calls", type=int, default=10_000, help="oracle calls a run, labelling included")
     parser.add_argument("--n-labelled", type=int, default=800, help="labelled molecules (surrogate training)")
     parser.add_argument("--n-seed-pool", type=int, default=200, help="scored molecules the starts come from")
@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if task not in TASKS:
             parser.error(f"--tasks: unknown task {task!r}; choose from {', '.join(TASKS)}")
     for method in args.methods:
-        if not (method.startswith("loop/") or method in ("hill-climber", "random", "tpe")):
-            parser.error(f"--methods: unknown method {method!r}; loop/<defense>, hill-climber, random or tpe")
+        if not (method.startswith("loop/") or method in ("hill-climber", "genetic", "random", "tpe")):
+            parser.error(f"--methods: unknown method {method!r}; loop/<defense>, hill-climber, genetic, random or tpe")
     if args.n_labelled + args.n_seed_pool >= args.max_calls:
         parser.error("--max-calls must exceed --n-labelled + --n-seed-pool (the labelling is charged)")
     if args.loop_batch < 1:

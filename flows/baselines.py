@@ -1,7 +1,7 @@
 """Black-box baselines on the true oracle, on the campaign's data, seeds, constraints and oracle budget.
 
-Each method is a registered searcher (:mod:`tasks.search.registry`: hill-climber, random and TPE token edits for
-molecules; CMA-ES and random Gaussian perturbations for cars) run by the one budgeted driver
+Each method is a registered searcher (:mod:`tasks.search.registry`: hill-climber, SELFIES GA, random and TPE token
+edits for molecules; CMA-ES and random Gaussian perturbations for cars) run by the one budgeted driver
 (:func:`tasks.search.driver.run_search`, through :func:`tasks.search.black_box.run_black_box`): every seed in one
 oracle call per round, the oracle cut into Prefect tasks of ``data.oracle_batch_size`` designs
 (:func:`tasks.prefect_tasks.oracle_in_batches`). The per-seed budget is ``calls_per_seed`` when given, else
@@ -46,14 +46,14 @@ class BaselineParameters(_Parameters):
     data: DataParameters = Field(DataParameters(), description="the seeds: a seeds file, or the lowest-scoring "
                                  "designs of the labelled pool")
     methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: every one the designer "
-                                            "supports: hill-climber, random, tpe for molecules; cmaes, random for "
-                                            "cars)")
+                                            "supports: hill-climber, genetic, random, tpe for molecules; cmaes, "
+                                            "random for cars)")
     budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget), "
                         "shared out evenly; --calls-per-seed overrides it")
     calls_per_seed: int | None = Field(None, ge=0, description="oracle calls per seed (default: --budget shared out "
                                        "over the seeds)")
     max_edits: int | None = Field(None, ge=1, description="molecules: at most this many SELFIES token edits per "
-                                  "proposal (default: each method's own: hill-climber 2, random and tpe 3)")
+                                  "proposal (default: each method's own: hill-climber and genetic 2, random and tpe 3)")
     seed: int = Field(0, description="random seed of the searches")
     experiment: str = Field("advdesign", description="MLflow experiment name")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or the "

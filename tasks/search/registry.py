@@ -6,6 +6,7 @@ from typing import Any
 
 from tasks.search.base import Searcher, designer_kind
 from tasks.search.cmaes import CMAESSearch
+from tasks.search.genetic import SelfiesGA
 from tasks.search.hill_climber import HillClimber
 from tasks.search.random_edits import RandomEdits
 from tasks.search.random_gaussian import RandomGaussian
@@ -13,7 +14,7 @@ from tasks.search.tpe_edits import TPEEdits
 
 #: The black boxes (no surrogate) each kind of designer supports, the first one its default.
 BLACK_BOXES: dict[str, dict[str, type[Searcher]]] = {
-    "tokens": {"hill-climber": HillClimber, "random": RandomEdits, "tpe": TPEEdits},
+    "tokens": {"hill-climber": HillClimber, "genetic": SelfiesGA, "random": RandomEdits, "tpe": TPEEdits},
     "box": {"cmaes": CMAESSearch, "random": RandomGaussian},
 }
 

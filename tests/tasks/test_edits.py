@@ -22,8 +22,9 @@ def test_random_crossovers_keep_a_prefix_and_read_the_rest_from_the_partner():
     cuts = set()
     for child, a, b in zip(children.tolist(), first.tolist(), second.tolist()):
         size = int(lengths(torch.tensor([child]))[0])
-        matches = [(i, j) for i in range(1, 9) for j in range(10)
-                   if child[:i] == a[:i] and child[i:size] == b[j:j + size - i] and (i + 10 - j >= 12 or size == i + 10 - j)]
+        matches = [(i, j) for i in range(1, 9) for j in range(10)   # the tail: all of b's rest, or cut at 12
+                   if child[:i] == a[:i] and child[i:size] == b[j:j + size - i]
+                   and (i + 10 - j >= 12 or size == i + 10 - j)]
         assert matches, (child, a, b)
         cuts.add(matches[0][0])
     assert len(cuts) > 5   # cuts spread over the row, not one fixed point

@@ -38,8 +38,8 @@ def test_the_budgeted_oracle_refuses_a_call_beyond_a_seeds_budget():
     assert designer.oracle_calls == 1
 
 
-@pytest.mark.parametrize("designer_name, method", [("tokens", "hill-climber"), ("tokens", "random"),
-                                                   ("sphere", "cmaes"), ("sphere", "random")])
+@pytest.mark.parametrize("designer_name, method", [("tokens", "hill-climber"), ("tokens", "genetic"),
+                                                   ("tokens", "random"), ("sphere", "cmaes"), ("sphere", "random")])
 def test_the_driver_never_exceeds_the_budget_nor_repeats_a_design(designer_name, method):
     designer = make_designer(designer_name, **({"max_distance": 4} if designer_name == "tokens" else {}))
     seeds = designer.sample(4, np.random.default_rng(0))
