@@ -292,7 +292,7 @@ class SearchParameters(_Parameters):
     crossover_share: float = Field(0.25, ge=0, description="loop: de novo only (similarity bound 0): per "
                                    "incumbent, this share of proposals_per_incumbent more candidates that are "
                                    "one-point SELFIES crossovers with the incumbents of every start, ranked beside "
-                                   "the edits (raised PMO's AUC top-10 most on rediscovery)")
+                                   "the edits: moves between lineages no single edit reaches; 0 turns them off)")
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
 
     #: The one-shot gradient search's own settings (the loop reads none of them).
