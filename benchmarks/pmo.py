@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="PMO tasks (designers.objectives.tasks)")
     parser.add_argument("--runs", type=int, default=3, help="runs r = 0 … runs−1 per task and method")
-    parser.add_argument("--methods", default="loop/none,hill-climber,random",
+    parser.add_argument("--methods", default="loop/none,genetic,hill-climber,random",
                         help="loop/<defense> and black boxes (hill-climber, genetic, random, tpe)")
     parser.add_argument("--max-calls", type=int, default=10_000, help="oracle calls a run, labelling included")
     parser.add_argument("--n-labelled", type=int, default=800, help="labelled molecules (surrogate training)")
