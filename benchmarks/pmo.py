@@ -8,7 +8,7 @@ Per task and run r (data seed r, searcher and surrogate seed r), de novo, everyt
 2. the ``--n-seeds`` best of the pool (default 5) are the starts (:func:`tasks.pure_stages.choose_seeds`, de
    novo: no similarity bound), and every method gets the rest of the budget shared out over them, through the one
    budgeted driver: ``loop/<defense>`` (the design loop, as ``benchmarks/equal_budget.py`` runs it, ``--loop-batch``
-   calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``random``) from the same starts,
+   calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``graph-ga``, ``random``) from the same starts,
    the same labelled calls charged to them too.
 
 The metric is PMO's AUC top-10 (:func:`tasks.search.anytime.auc_top_k`): the mean of the 10 best distinct molecules
@@ -37,6 +37,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tasks.search.registry import BLACK_BOXES  # noqa: E402  (the project root is on sys.path from here)
+
 #: The tasks run by default: RDKit-computable PMO tasks of each kind (similarity, MPO, median, rediscovery).
 DEFAULT_TASKS = ("albuterol_similarity", "amlodipine_mpo", "median1", "zaleplon_mpo", "osimertinib_mpo",
                  "celecoxib_rediscovery")
@@ -58,14 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="PMO tasks (designers.objectives.tasks)")
     parser.add_argument("--runs", type=int, default=3, help="runs r = 0 … runs−1 per task and method")
-    parser.add_argument("--methods", default="loop/none,genetic,hill-climber,random",
-                        help="loop/<defense> and black boxes (hill-climber, genetic, random, tpe)")
+    parser.add_argument("--methods", default="loop/none,graph-ga,genetic,hill-climber,random",
+                        help="loop/<defense> and black boxes (" + ", ".join(BLACK_BOXES["tokens"]) + ")")
     parser.add_argument("--max-calls", type=int, default=10_000, help="oracle calls a run, labelling included")
     parser.add_argument("--n-labelled", type=int, default=800, help="labelled molecules (surrogate training)")
     parser.add_argument("--n-seed-pool", type=int, default=200, help="scored molecules the starts come from")
     # Few starts: the metric is the top 10 of the whole run, and 9,000 calls shared over 30 starts left each
     # lineage 300 (the hill-climber's albuterol AUC rose from 0.65 to 0.86 with 5 starts, run 0).
     parser.add_argument("--n-seeds", type=int, default=5, help="starts: the best of the pool")
+    parser.add_argument("--graph-share", type=float, default=None,
+                        help="the loop's share of Graph GA children per incumbent (default: the campaign's, 0.0625)")
     parser.add_argument("--loop-batch", type=int, default=30,
                         help="the loop's oracle calls per start a round (its batch_per_seed; a round fine-tunes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
@@ -80,10 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if task not in TASKS:
             parser.error(f"--tasks: unknown task {task!r}; choose from {', '.join(TASKS)}")
     for method in args.methods:
-        if not (method.startswith("loop/") or method in ("hill-climber", "genetic", "random", "tpe")):
-            parser.error(f"--methods: unknown method {method!r}; loop/<defense>, hill-climber, genetic, random or tpe")
+        if not (method.startswith("loop/") or method in BLACK_BOXES["tokens"]):
+            parser.error(f"--methods: unknown method {method!r}; loop/<defense> or one of "
+                         + ", ".join(BLACK_BOXES["tokens"]))
     if args.n_labelled + args.n_seed_pool >= args.max_calls:
         parser.error("--max-calls must exceed --n-labelled + --n-seed-pool (the labelling is charged)")
+    if args.graph_share is not None and not args.graph_share >= 0:
+        parser.error("--graph-share must be ≥ 0")
     if args.loop_batch < 1:
         parser.error("--loop-batch must be ≥ 1")
     if args.n_seeds > args.n_seed_pool:
@@ -119,7 +126,10 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
     budget = share_budget(args.max_calls - labelling_calls, len(seeds.designs))
     r2 = None
     if method.startswith("loop/"):
-        search = base.search.model_copy(update={"calls_per_seed": max(budget), "batch_per_seed": args.loop_batch})
+        update = {"calls_per_seed": max(budget), "batch_per_seed": args.loop_batch}
+        if args.graph_share is not None:
+            update["graph_share"] = args.graph_share
+        search = base.search.model_copy(update=update)
         table, r2 = run_loop(designer, data, seeds, base.surrogate, search, method.split("/", 1)[1], run, budget)
     else:
         table = run_black_box(method, designer, seeds.designs, seeds.scores, budget, seed=run).table

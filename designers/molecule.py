@@ -168,6 +168,16 @@ class MoleculeDesigner(Designer):
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0.0, 1.0)
 
+    def graph_offspring(self, first: Sequence[str], second: Sequence[str | None], seed: int,
+                        mutation_rate: float | None = None) -> list[str]:
+        """Graph GA children of each pair (a mutant where ``second[i]`` is ``None``), ``""`` where none is valid:
+        :func:`designers.graph_ga.offspring`."""
+        from designers import graph_ga
+
+        rate = graph_ga.MUTATION_RATE if mutation_rate is None else mutation_rate
+        return graph_ga.offspring(first, second, seed, rate, chem.default_workers() if self.workers is None
+                                  else self.workers)
+
     # -- oracle and constraints -----------------------------------------------------------------------------------
     def _oracle(self, designs: list[str]) -> OracleResult:
         user = self._user_objective()

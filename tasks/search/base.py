@@ -101,6 +101,11 @@ class Searcher(ABC):
     designers: ClassVar[tuple[str, ...]] = ("tokens", "box")
     batch_per_seed: int = 1
 
+    @staticmethod
+    def supports(designer: Any) -> bool:
+        """Whether this method can search ``designer`` beyond its kind (e.g. graph operators need molecules)."""
+        return True
+
     def start(self, state: SearchState) -> None:
         """Called once before the first round (e.g. to train surrogates)."""
 

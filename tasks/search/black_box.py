@@ -9,6 +9,7 @@ cost no call), a design is scored at most once per seed, and each seed's budget 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,16 +18,15 @@ import pandas as pd
 from tasks.candidates import campaign_metrics
 from tasks.search.anytime import CHECKPOINTS, best_found, protocol_metrics, reached_checkpoints, share_budget
 from tasks.search.driver import Scorer, SearchResult, run_search
-from tasks.search.registry import make_black_box
-
-#: Settings each black box takes from ``advdesign baselines``/the benchmark, where it has them.
-TOKEN_SETTINGS = ("max_edits",)
-
+from tasks.search.base import designer_kind
+from tasks.search.registry import BLACK_BOXES, make_black_box
 
 def searcher_settings(name: str, designer: Any, seed: int, max_edits: int | None = None) -> dict[str, Any]:
-    """The keyword arguments of black box ``name``: its searcher seed, and ``max_edits`` for token searchers."""
+    """The keyword arguments of black box ``name``: its searcher seed, and ``max_edits`` for the token searchers
+    that edit tokens (Graph GA edits graphs)."""
     settings: dict[str, Any] = {"seed": seed}
-    if max_edits is not None and hasattr(designer, "token_indices"):
+    method = BLACK_BOXES[designer_kind(designer)].get(name)  # an unknown name fails in make_black_box
+    if max_edits is not None and method is not None and "max_edits" in inspect.signature(method).parameters:
         settings["max_edits"] = max_edits
     return settings
 
