@@ -148,6 +148,13 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
+def method_label(method: str, args: argparse.Namespace) -> str:
+    """The method's name in the JSON: the loop's carries a ``--graph-share`` other than the default."""
+    if method.startswith("loop/") and args.graph_share is not None:
+        return f"{method}@graph-share={args.graph_share:g}"
+    return method
+
+
 def summarise(result: dict[str, Any]) -> None:
     """Per task and method: AUC top-10 mean ± std over runs; per method the tasks on which it beats each
     published method."""
@@ -158,9 +165,11 @@ def summarise(result: dict[str, Any]) -> None:
             block["auc_top10_mean"] = float(np.mean(aucs))
             block["auc_top10_std"] = float(np.std(aucs))
             block["n_runs"] = len(aucs)
-            count = wins.setdefault(method, {name: 0 for name in next(iter(PUBLISHED.values()))})
-            for name, value in entry.get("published", {}).items():
+            count = wins.setdefault(method, {**{name: 0 for name in next(iter(PUBLISHED.values()))}, "both": 0})
+            published = entry.get("published", {})
+            for name, value in published.items():
                 count[name] = count.get(name, 0) + int(block["auc_top10_mean"] > value)
+            count["both"] += int(bool(published) and block["auc_top10_mean"] > max(published.values()))
     result["tasks_ahead_of_published"] = wins
 
 
@@ -189,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         entry = result["tasks"].setdefault(task, {"methods": {}})
         entry["published"] = PUBLISHED.get(task, {})
         for method in args.methods:
-            runs = entry["methods"].setdefault(method, {"runs": {}})["runs"]
+            runs = entry["methods"].setdefault(method_label(method, args), {"runs": {}})["runs"]
             for run in range(args.runs):
                 if str(run) in runs:
                     continue

@@ -37,9 +37,18 @@ def test_a_tiny_run_charges_every_call_and_resumes_without_repeating(tmp_path, s
     assert json.loads(out.read_text())["tasks"] == json.loads(before)["tasks"]  # nothing was run again
 
 
+def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, single_torch_thread):
+    out = tmp_path / "pmo.json"
+    pmo.main([*TINY, "--methods", "loop/none", "--graph-share", "0", "--json-out", str(out)])
+    result = json.loads(out.read_text())
+    assert list(result["tasks"]["albuterol_similarity"]["methods"]) == ["loop/none@graph-share=0"]
+    assert set(result["tasks_ahead_of_published"]["loop/none@graph-share=0"]) == {"REINVENT", "Graph GA", "both"}
+
+
 @pytest.mark.parametrize("argv, culprit", [(["--tasks", "nope"], "--tasks"), (["--methods", "gflownet"], "--methods"),
                                            (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds"),
-                                           (["--loop-batch", "0"], "--loop-batch")])
+                                           (["--loop-batch", "0"], "--loop-batch"),
+                                           (["--graph-share", "-1"], "--graph-share")])
 def test_bad_arguments_name_the_option(argv, culprit, capsys):
     with pytest.raises(SystemExit):
         pmo.parse_args([*TINY, *argv])

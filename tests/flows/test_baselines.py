@@ -96,7 +96,7 @@ def test_the_flow_runs_every_method_on_the_campaign_seeds_and_logs_them(tmp_path
     assert code == 0
     summary = json.loads(path.read_text())
     assert summary["budget"] == 10 and summary["calls_per_seed"] == 5
-    assert set(summary["methods"]) == {"hill-climber", "genetic", "random", "tpe"}
+    assert set(summary["methods"]) == {"hill-climber", "genetic", "graph-ga", "random", "tpe"}
     assert summary["oracle_calls"] == 90 + sum(r["oracle_calls"] for r in summary["methods"].values())
     for result in summary["methods"].values():
         assert result["n_seeds"] == 2
@@ -107,7 +107,7 @@ def test_the_flow_runs_every_method_on_the_campaign_seeds_and_logs_them(tmp_path
     parent = summary["mlflow"]["parent_run_id"]
     assert client.get_run(parent).info.status == "FINISHED"
     children = client.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
-    assert sorted(r.data.tags["method"] for r in children) == ["genetic", "hill-climber", "random", "tpe"]
+    assert sorted(r.data.tags["method"] for r in children) == ["genetic", "graph-ga", "hill-climber", "random", "tpe"]
     for child in children:
         assert child.data.metrics["oracle_calls"] <= 10
         table = pd.read_csv(client.download_artifacts(child.info.run_id, "designs.csv"))
@@ -120,7 +120,7 @@ def test_calls_per_seed_overrides_the_shared_budget():
 
     params = BaselineParameters(calls_per_seed=7, methods=("tpe",))
     assert params.calls_per_seed == 7 and params.methods == ("tpe",)
-    assert BaselineParameters().methods == ("hill-climber", "genetic", "random", "tpe")
+    assert BaselineParameters().methods == ("hill-climber", "genetic", "graph-ga", "random", "tpe")
     with pytest.raises(ValueError, match="unknown baseline 'cmaes' for molecule"):
         BaselineParameters(methods=("cmaes",))
 

@@ -161,3 +161,23 @@ def test_without_a_seed_bound_the_loop_also_ranks_crossovers_of_all_lineages_and
     assert candidates(free, 0.0) == edits   # the same edits, drawn first from the same generator
     with_crossovers = candidates(free, 0.5)
     assert edits < with_crossovers and len(with_crossovers - edits) > 3 * len(seeds)
+
+
+def test_de_novo_molecules_also_get_graph_ga_children_and_under_a_seed_bound_none():
+    free = make_designer("molecule", objective="qed", similarity_threshold=0.0, workers=1)
+    bound = make_designer("molecule", objective="qed", similarity_threshold=0.4, workers=1)
+    seeds, _ = seeds_of(free, n=3)
+    owner = torch.arange(len(seeds))
+    quick = TrainingConfig(epochs=2, batch_size=32, lr=3e-3, defense=Defense("none"))
+
+    def candidates(designer, share):
+        loop = make_loop(designer, n_labelled=80, members=2, config=quick, graph_share=share, crossover_share=0.0,
+                         random_share=0.0, proposals_per_incumbent=32)
+        rows = loop._token_candidates(designer, seeds, owner)[0]
+        return set(designer.decode(designer.one_hot(rows)))
+
+    edits = candidates(bound, 1.0)
+    assert candidates(free, 0.0) == edits
+    with_graph = candidates(free, 1.0)
+    children = with_graph - edits
+    assert edits < with_graph and len(children) > len(seeds) * 16   # 32 a seed, less the unspellable ones
