@@ -109,12 +109,13 @@ COMMANDS = {
         "set the design stage of --metric transfer_rate or oracle_improvement_mean (oracle calls per trial: "
         "--budget)."),
     "baselines": Command(
-        "baselines", "black-box search on the true oracle (hill-climber / GA / random / TPE on SELFIES tokens, Graph GA on "
-        "molecular graphs; CMA-ES "
+        "baselines", "black-box search on the true oracle (hill-climber / GA / random / TPE on SELFIES tokens, "
+        "Graph GA on molecular graphs; CMA-ES "
         "and random perturbations for cars) at the campaign's budget", run_baselines, model=_baselines_model,
         preset=baselines_preset,
         description="A mutation hill-climber, a SELFIES GA (crossover between seeds only de novo), random "
-        "search and TPE over SELFIES token edits of each seed and Graph GA (Jensen 2019) on its graph (molecules) or CMA-ES and random Gaussian "
+        "search and TPE over SELFIES token edits of each seed and Graph GA (Jensen 2019) on its graph (molecules) "
+        "or CMA-ES and random Gaussian "
         "perturbations of the blueprint's box encoding (cars), on the campaign's seeds and constraints, run by the "
         "one budgeted driver; only constraint-satisfying designs are scored and no seed's oracle calls exceed its share of --budget (or --calls-per-seed)."),
 }

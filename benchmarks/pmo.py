@@ -8,7 +8,8 @@ Per task and run r (data seed r, searcher and surrogate seed r), de novo, everyt
 2. the ``--n-seeds`` best of the pool (default 5) are the starts (:func:`tasks.pure_stages.choose_seeds`, de
    novo: no similarity bound), and every method gets the rest of the budget shared out over them, through the one
    budgeted driver: ``loop/<defense>`` (the design loop, as ``benchmarks/equal_budget.py`` runs it, ``--loop-batch``
-   calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``graph-ga``, ``random``) from the same starts,
+   calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``graph-ga``, ``random``) from the
+   same starts,
    the same labelled calls charged to them too.
 
 The metric is PMO's AUC top-10 (:func:`tasks.search.anytime.auc_top_k`): the mean of the 10 best distinct molecules

@@ -46,7 +46,8 @@ class BaselineParameters(_Parameters):
     data: DataParameters = Field(DataParameters(), description="the seeds: a seeds file, or the lowest-scoring "
                                  "designs of the labelled pool")
     methods: tuple[str, ...] | None = Field(None, description="black-box searches (default: every one the designer "
-                                            "supports: hill-climber, genetic, graph-ga, random, tpe for molecules; cmaes, "
+                                            "supports: hill-climber, genetic, graph-ga, random, tpe for molecules; "
+                                            "cmaes, "
                                             "random for cars)")
     budget: int = Field(4_000, ge=0, description="oracle calls for all seeds together (the campaign's search.budget), "
                         "shared out evenly; --calls-per-seed overrides it")

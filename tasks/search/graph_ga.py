@@ -5,9 +5,9 @@ run here on the same oracle, starts and budget as every other method.
 
 Each round, per seed, ``proposals_per_seed`` children (:func:`designers.graph_ga.offspring`) of two parents drawn
 from the population with probability proportional to their score (Jensen's mating pool; scores below zero, as
-penalized logP's, are shifted up to zero first). The population is the ``population`` best verified designs of every seed where
-the designer binds no design to its seed (de novo: one GA over all starts), else of the seed's own lineage (a child
-of two designs near the seed tends to stay near it). A steady-state GA: the driver sends ``batch_per_seed`` children
+penalized logP's, are shifted up to zero first). The population is the ``population`` best verified designs of
+every seed where the designer binds no design to its seed (de novo: one GA over all starts), else of the seed's own
+lineage (a child of two designs near the seed tends to stay near it). A steady-state GA: the driver sends ``batch_per_seed`` children
 per seed a round and the population is the best so far, not PMO's generations of 70 children. Molecules only
 (graph operators); no surrogate.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from designers.graph_ga import MUTATION_RATE
 from tasks.search.base import Proposal, SearchState, Searcher
 from tasks.search.token_searcher import active_seeds
 
@@ -27,7 +28,7 @@ class GraphGA(Searcher):
     designers = ("tokens",)
 
     def __init__(self, population: int = 120, batch_per_seed: int = 5, proposals_per_seed: int = 10,
-                 mutation_rate: float = 0.067, seed: int = 0) -> None:
+                 mutation_rate: float = MUTATION_RATE, seed: int = 0) -> None:
         self.population, self.batch_per_seed = population, batch_per_seed
         self.proposals_per_seed, self.mutation_rate, self.seed = proposals_per_seed, mutation_rate, seed
 
