@@ -9,8 +9,7 @@ Per task and run r (data seed r, searcher and surrogate seed r), de novo, everyt
    novo: no similarity bound), and every method gets the rest of the budget shared out over them, through the one
    budgeted driver: ``loop/<defense>`` (the design loop, as ``benchmarks/equal_budget.py`` runs it, ``--loop-batch``
    calls per start a round) and the black boxes (``hill-climber``, ``genetic``, ``graph-ga``, ``random``) from the
-   same starts,
-   the same labelled calls charged to them too.
+   same starts, the same labelled calls charged to them too.
 
 The metric is PMO's AUC top-10 (:func:`tasks.search.anytime.auc_top_k`): the mean of the 10 best distinct molecules
 against calls, labelling calls included, integrated to 10,000 and divided by it; also the final top-10 mean and the

@@ -7,8 +7,8 @@ Each round, per seed, ``proposals_per_seed`` children (:func:`designers.graph_ga
 from the population with probability proportional to their score (Jensen's mating pool; scores below zero, as
 penalized logP's, are shifted up to zero first). The population is the ``population`` best verified designs of
 every seed where the designer binds no design to its seed (de novo: one GA over all starts), else of the seed's own
-lineage (a child of two designs near the seed tends to stay near it). A steady-state GA: the driver sends ``batch_per_seed`` children
-per seed a round and the population is the best so far, not PMO's generations of 70 children. Molecules only
+lineage (a child of two designs near the seed tends to stay near it). A steady-state GA: the driver sends
+``batch_per_seed`` children per seed a round and the population is the best so far, not PMO's generations of 70 children. Molecules only
 (graph operators); no surrogate.
 """
 
