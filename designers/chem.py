@@ -164,19 +164,26 @@ def qed_scores(smiles: Sequence[str], workers: int | None = None) -> np.ndarray:
     return np.array([q for part in _parallel(_qed_chunk, _chunks(smiles, workers * 4), workers) for q in part])
 
 
+#: Memo of Morgan fingerprints by SMILES: a search checks its seeds' similarity to thousands of candidates a
+#: round, and parsing a seed again for every one of them was a third of the check's time.
+_FINGERPRINTS: dict[str, object] = {}
+_FINGERPRINTS_MAX = 1 << 16
+
+
+def _fingerprint(smiles: str):
+    if smiles not in _FINGERPRINTS:
+        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+            _FINGERPRINTS.clear()
+        mol = Chem.MolFromSmiles(smiles) if smiles else None
+        _FINGERPRINTS[smiles] = _MORGAN.GetFingerprint(mol) if mol is not None else None
+    return _FINGERPRINTS[smiles]
+
+
 def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str]) -> np.ndarray:
     """Pairwise (element i with element i) Tanimoto similarity of Morgan fingerprints, radius 2, 2048 bits."""
-    cache: dict[str, object] = {}
-
-    def fingerprint(s: str):
-        if s not in cache:
-            mol = Chem.MolFromSmiles(s) if s else None
-            cache[s] = _MORGAN.GetFingerprint(mol) if mol is not None else None
-        return cache[s]
-
     out = np.full(len(smiles_a), np.nan)
     for i, (a, b) in enumerate(zip(smiles_a, smiles_b)):
-        fa, fb = fingerprint(a), fingerprint(b)
+        fa, fb = _fingerprint(a), _fingerprint(b)
         if fa is not None and fb is not None:
             out[i] = DataStructs.TanimotoSimilarity(fa, fb)
     return out
@@ -259,7 +266,7 @@ def decode_selfies(strings: Sequence[str], workers: int | None = None) -> list[s
     ~0.7 ms a string in pure Python, the largest cost of a design-loop round. Each result is remembered as its
     own canonical form, so the designs' keys cost nothing afterwards."""
     workers = default_workers() if workers is None else workers
-    if len(strings) < 1024:
+    if len(strings) < 256:  # ~0.2 s in one process: below that the pool's hand-over is not worth it
         workers = 1
     out = [s for part in _parallel(_decode_chunk, _chunks(strings, workers * 4), workers) for s in part]
     _remember({s: s for s in out if s})

@@ -35,6 +35,21 @@ def test_a_tiny_run_charges_every_call_and_resumes_without_repeating(tmp_path, s
     before = out.read_text()
     pmo.main([*TINY, "--methods", "loop/none,hill-climber", "--json-out", str(out), "--resume"])
     assert json.loads(out.read_text())["tasks"] == json.loads(before)["tasks"]  # nothing was run again
+    before = out.read_text()
+    with pytest.raises(SystemExit, match="--n-labelled 60, not 50"):  # other labelling: not the same measurement
+        pmo.main([*TINY, "--n-labelled", "50", "--methods", "hill-climber", "--json-out", str(out), "--resume"])
+    assert out.read_text() == before
+
+
+def test_a_task_that_is_not_comparable_is_left_out_of_the_counts():
+    def entry(published, auc):
+        return {"published": published, "methods": {"m": {"runs": {"0": {"auc_top10": auc}}}}}
+
+    result = {"tasks": {"albuterol_similarity": entry({"REINVENT": 0.882, "Graph GA": 0.838}, 0.85),
+                        "zaleplon_mpo": entry({"REINVENT": 0.358, "Graph GA": 0.346}, 0.5)}}
+    pmo.summarise(result)
+    assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 0, "Graph GA": 1, "both": 0}
+    assert list(result["not_comparable"]) == ["zaleplon_mpo"]
 
 
 def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, single_torch_thread):
