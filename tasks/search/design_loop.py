@@ -282,6 +282,7 @@ class DesignLoop(Searcher):
         unranked = {p.seed_index: p for p in self._best_per_seed(state, rows, seed_of, keys, mean, heat=False)}
         key = state.designer.key
         out = []
+        placed: set[str] = set()  # de novo: the designs another seed will send this round (one call will do)
         for seed in sorted(set(ranked) | set(unranked)):
             by_rank = ranked.get(seed, Proposal(seed, [], np.zeros(0)))
             by_chance = unranked.get(seed, Proposal(seed, [], np.zeros(0)))
@@ -291,12 +292,14 @@ class DesignLoop(Searcher):
                      *zip(by_chance.designs[:n_chance], by_chance.predicted[:n_chance]),
                      *zip(by_rank.designs[n_rank:], by_rank.predicted[n_rank:]),
                      *zip(by_chance.designs[n_chance:], by_chance.predicted[n_chance:])]
-            seen, designs, predicted = set(), [], []
+            seen, designs, predicted = set(placed), [], []
             for design, value in pairs:
                 if key(design) not in seen:
                     seen.add(key(design))
                     designs.append(design)
                     predicted.append(value)
+            if not state.designer.bound_to_seed:
+                placed.update(key(d) for d in designs[: self.batch_per_seed])
             self._unranked_keys[seed] = {key(d) for d in by_chance.designs[:n_chance]}
             out.append(Proposal(seed, designs, np.asarray(predicted, dtype=float)))
         return out
@@ -398,11 +401,16 @@ class DesignLoop(Searcher):
         # round draws hotter and from fresh random edits, so it is asked again (up to the driver's patience).
         proposals = {seed: Proposal(seed, [], []) for seed in seed_of[order].unique().tolist()}
         short = torch.ones(len(state.seeds), dtype=torch.bool)
+        # De novo every lineage chases the same optimum, and a design another start has verified would cost a call
+        # to learn nothing (on PMO's median1, 28 % of the calls went to such repeats). Under a seed bound a
+        # design's worth depends on its seed, so each seed may still verify it for itself.
+        known = set() if designer.bound_to_seed else {key for scores in state.scores for key in scores}
+        known.update(() if designer.bound_to_seed else state.seed_keys)
         for depth in range(self.config.check_pool):
             in_window = (rank >= depth * window) & (rank < (depth + 1) * window) & short[seed_of[order]]
             if not in_window.any():
                 break
-            self._screen_window(state, candidates, order[in_window], seed_of, mean, raw, window, proposals)
+            self._screen_window(state, candidates, order[in_window], seed_of, mean, raw, window, proposals, known)
             for seed, p in proposals.items():
                 short[seed] = len(p.designs) < self.config.batch_per_seed
         if heat and self.heat is not None and len(seed_of):
@@ -416,19 +424,22 @@ class DesignLoop(Searcher):
 
     def _screen_window(self, state: SearchState, candidates: torch.Tensor, chosen: torch.Tensor,
                        seed_of: torch.Tensor, mean: torch.Tensor, raw: list[bytes] | None, keep: int,
-                       proposals: dict[int, Proposal]) -> None:
-        """Decode ``chosen`` (best first within each seed), check the constraints, add the feasible new ones."""
+                       proposals: dict[int, Proposal], known: set[str]) -> None:
+        """Decode ``chosen`` (best first within each seed), check the constraints, add the feasible new ones
+        (new to their seed, and not in ``known``: designs verified for any seed, de novo)."""
         designer = state.designer
         decoded = self._decode(designer, candidates[chosen])
         owners, predicted = seed_of[chosen].tolist(), mean[chosen].tolist()
         keys = [designer.key(d) for d in decoded]
         chosen_raw = [raw[j] for j in chosen.tolist()] if raw is not None else None
-        taken = {(seed, designer.key(d)) for seed, p in proposals.items() for d in p.designs}
+        # A design is taken for its seed this round; de novo, for every seed.
+        tag = (lambda seed, key: (seed, key)) if designer.bound_to_seed else (lambda seed, key: key)
+        taken = {tag(seed, designer.key(d)) for seed, p in proposals.items() for d in p.designs}
         fresh = []
         for j, (key, seed) in enumerate(zip(keys, owners)):
-            if key and key != state.seed_keys[seed] and key not in state.scores[seed] \
-                    and (seed, key) not in self._infeasible and (seed, key) not in taken:
-                taken.add((seed, key))
+            if key and key != state.seed_keys[seed] and key not in state.scores[seed] and key not in known \
+                    and (seed, key) not in self._infeasible and tag(seed, key) not in taken:
+                taken.add(tag(seed, key))
                 fresh.append(j)
             elif chosen_raw is not None:
                 self._spent.add((seed, chosen_raw[j]))
