@@ -52,9 +52,8 @@ bench: venv  ## benchmarks 0-3 into benchmarks/results/, then the README's table
 	$(BIN)/python benchmarks/speed.py --threads 1 --output $(RESULTS)/speed.json --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/report.py --readme README.md
 
-bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop (with and without graph children) / Graph GA / GA / hill-climber / random (~6 h on 2 cores)
+bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop / Graph GA / GA / hill-climber / random (~5 h on 2 cores)
 	$(BIN)/python benchmarks/pmo.py --runs 3 --json-out $(RESULTS)/pmo.json --resume
-	$(BIN)/python benchmarks/pmo.py --runs 3 --methods loop/none --graph-share 0 --json-out $(RESULTS)/pmo.json --resume
 	$(BIN)/python benchmarks/report.py --readme README.md
 
 bench-oracles: venv  ## oracle and solver measurements, printed as JSON (lbmpy's comparison needs lbmpy)

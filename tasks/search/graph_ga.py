@@ -8,8 +8,9 @@ from the population with probability proportional to their score (Jensen's matin
 penalized logP's, are shifted up to zero first). The population is the ``population`` best verified designs of
 every seed where the designer binds no design to its seed (de novo: one GA over all starts), else of the seed's own
 lineage (a child of two designs near the seed tends to stay near it). A steady-state GA: the driver sends
-``batch_per_seed`` children per seed a round and the population is the best so far, not PMO's generations of 70 children. Molecules only
-(graph operators); no surrogate.
+``batch_per_seed`` children per seed a round and the population is the best so far, not PMO's generations of 70
+children. De novo no child is verified twice, for two starts (PMO's oracle caches repeats). Molecules only (graph
+operators); no surrogate.
 """
 
 from __future__ import annotations
@@ -51,7 +52,21 @@ class GraphGA(Searcher):
         children = state.designer.graph_offspring(first, second, seed=int(rng.integers(2**31)),
                                                   mutation_rate=self.mutation_rate)
         n = self.proposals_per_seed
-        return [Proposal(int(i), [c for c in children[k * n:(k + 1) * n] if c]) for k, i in enumerate(active)]
+        proposals = [Proposal(int(i), [c for c in children[k * n:(k + 1) * n] if c]) for k, i in enumerate(active)]
+        return proposals if shared is None else _new_to_every_start(state, proposals, self.batch_per_seed)
+
+
+def _new_to_every_start(state: SearchState, proposals: list[Proposal], batch: int) -> list[Proposal]:
+    """De novo, one GA over all starts: no child another start has verified, or sends this round (its first
+    ``batch``), costs a second call — PMO's oracle answers a repeat from its cache, for free."""
+    key = state.designer.key
+    known = {k for scores in state.scores for k in scores} | set(state.seed_keys)
+    out = []
+    for p in proposals:
+        designs = list({key(d): d for d in p.designs if key(d) not in known}.values())
+        known.update(key(d) for d in designs[:batch])
+        out.append(Proposal(p.seed_index, designs))
+    return out
 
 
 def _pool(state: SearchState, seed_indices: Any, size: int) -> tuple[list[Any], np.ndarray]:

@@ -52,3 +52,11 @@ def test_graph_ga_is_offered_for_molecules_only_and_keeps_the_budget():
     assert not table.duplicated(["seed_index", "design"]).any() and not (table["design"] == table["seed"]).any()
     assert (designer.constraints(list(table["design"]), list(table["seed"])).values["similarity"] >= 0.3).all()
     assert (table.groupby("seed_index")["true_score"].max().to_numpy() > np.asarray(scores)).all()
+
+
+def test_de_novo_no_child_is_verified_for_two_seeds():
+    designer = make_designer("molecule", objective="qed", similarity_threshold=0.0, workers=1)
+    scores = designer.oracle(SEEDS).scores
+    table = run_search(make_black_box("graph-ga", designer, population=6), designer, SEEDS, scores, 30).table
+    assert len(table) > 60 and table.groupby("seed_index").size().max() <= 30
+    assert not table["design"].duplicated().any() and not table["design"].isin(table["seed"]).any()
