@@ -14,8 +14,9 @@ Per task and run r (data seed r, searcher and surrogate seed r), de novo, everyt
 The metric is PMO's AUC top-10 (:func:`tasks.search.anytime.auc_top_k`): the mean of the 10 best distinct molecules
 against calls, labelling calls included, integrated to 10,000 and divided by it; also the final top-10 mean and the
 best. The published AUC top-10 of REINVENT and Graph GA (the PMO leaderboard, mean of 5 runs at 10,000 calls) sit
-beside each task. Two differences from PMO's own harness, both against us: a molecule verified for two starts costs
-two calls (PMO's oracle caches repeats for free), and the starting population is MOSES, not ZINC.
+beside each task. Two differences from PMO's own harness, both against us: the starting population is MOSES, not
+ZINC, and a molecule verified for two starts costs two calls where PMO's oracle answers repeats from a cache (the
+loop and ``graph-ga`` send no such repeat de novo; ``genetic``, ``hill-climber`` and ``random`` pay for theirs).
 
     python benchmarks/pmo.py [--tasks albuterol_similarity,median1] [--runs 3] [--methods loop/none,hill-climber]
                              [--json-out benchmarks/results/pmo.json]
