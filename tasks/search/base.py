@@ -82,6 +82,11 @@ class SearchState:
         pool = [(self.seeds[seed_index], float(self.seed_scores[seed_index]))] + scored
         return sorted(pool, key=lambda pair: -pair[1])[:k]
 
+    def known_keys(self) -> set[str]:
+        """The keys of every seed and of every design verified for any seed: what a de novo search, one search
+        over all its starts, need never send to the oracle again."""
+        return {key for scores in self.scores for key in scores} | set(self.seed_keys)
+
     def best_scores(self) -> np.ndarray:
         """Per seed, the best true score known (the seed's own counts)."""
         return np.array([self.best(i)[0][1] for i in range(len(self.seeds))])

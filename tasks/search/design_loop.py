@@ -404,8 +404,7 @@ class DesignLoop(Searcher):
         # De novo every lineage chases the same optimum, and a design another start has verified would cost a call
         # to learn nothing (on PMO's median1, 28 % of the calls went to such repeats). Under a seed bound a
         # design's worth depends on its seed, so each seed may still verify it for itself.
-        known = set() if designer.bound_to_seed else {key for scores in state.scores for key in scores}
-        known.update(() if designer.bound_to_seed else state.seed_keys)
+        known = set() if designer.bound_to_seed else state.known_keys()
         for depth in range(self.config.check_pool):
             in_window = (rank >= depth * window) & (rank < (depth + 1) * window) & short[seed_of[order]]
             if not in_window.any():

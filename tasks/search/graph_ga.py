@@ -60,7 +60,7 @@ def _new_to_every_start(state: SearchState, proposals: list[Proposal], batch: in
     """De novo, one GA over all starts: no child another start has verified, or sends this round (its first
     ``batch``), costs a second call — PMO's oracle answers a repeat from its cache, for free."""
     key = state.designer.key
-    known = {k for scores in state.scores for k in scores} | set(state.seed_keys)
+    known = state.known_keys()
     out = []
     for p in proposals:
         designs = list({key(d): d for d in p.designs if key(d) not in known}.values())
