@@ -10,8 +10,10 @@ Per round, for every seed at once (one batched tensor):
    *Oops I Took A Gradient: Scalable Sampling for Discrete Distributions*, ICML) — and half of them are combined
    into multi-edit candidates. Box designers (cars): L2 gradient steps of the acquisition from random points of a
    trust region around each incumbent, plus a share of plain random points, projected onto the class rules;
-   the region's radius doubles after a round that improved the seed and halves after one that did not (TuRBO's
-   rule, Eriksson et al. 2019, *Scalable Global Optimization via Local Bayesian Optimization*, NeurIPS).
+   the region's radius doubles after ``success_tolerance`` rounds in a row that improved the seed, halves after
+   ``failure_tolerance`` rounds in a row that did not, and starts again from its first size when it falls below
+   the smallest (TuRBO's rule, Eriksson et al. 2019, *Scalable Global Optimization via Local Bayesian
+   Optimization*, NeurIPS).
 3. **Exact scoring** — every candidate gets a forward pass of every member (batched; for one-hot rows the first
    layer is an embedding sum, :meth:`tasks.ensemble.Ensemble.predict_tokens`).
 4. **Acquisition** — mean + β·std over the members; the best candidates per seed go to the driver, which checks
@@ -88,6 +90,12 @@ class LoopConfig:
     #: cars (2 starts × 3 repeats, C = 10) the plain ensemble's loop reached +20.2 km/h from radius 0.1, +21.3 from
     #: 0.4 and +28.2 from 0.8, where one-shot gradient search on a VAT surrogate, free to move ~2, reached +27.5.
     radius: tuple[float, float, float] = (0.8, 0.01, 1.6)
+    #: Rounds in a row that improved a seed before its region doubles; TuRBO's 3.
+    success_tolerance: int = 3
+    #: Rounds in a row without improvement before a seed's region halves; ``None``: TuRBO's
+    #: ``ceil(max(4, dimensions) / batch_per_seed)``. Halving after every dry round (the first rule here) shrank a
+    #: car's region from 0.8 to its smallest in 7 rounds, where it stayed: the loop found nothing after 30 calls.
+    failure_tolerance: int | None = None
     seed: int = 0
 
     @classmethod
@@ -112,6 +120,8 @@ class DesignLoop(Searcher):
         self.batch_per_seed = config.batch_per_seed
         self.generator = torch.Generator().manual_seed(config.seed)
         self.radius: torch.Tensor | None = None
+        #: Per seed, rounds in a row that improved it (> 0) or did not (< 0): the trust region's counters.
+        self.streak: torch.Tensor | None = None
         self._rows: dict[str, torch.Tensor] = {}
         self._infeasible: set[tuple[int, str]] = set()
         #: (seed, token row) pairs never worth ranking again: infeasible, already verified, the seed, or a repeat.
@@ -148,6 +158,7 @@ class DesignLoop(Searcher):
         else:
             if self.radius is None:
                 self.radius = torch.full((len(state.seeds),), self.config.radius[0])
+                self.streak = torch.zeros(len(state.seeds), dtype=torch.long)
             points, seed_of, acquisition, mean = self._box_candidates(state.designer, incumbents, torch.tensor(owner))
             rows = points
         return self._best_per_seed(state, rows, seed_of, acquisition, mean)
@@ -378,6 +389,23 @@ class DesignLoop(Searcher):
             predictions = self.ensemble(x)
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0)
 
+    def _resize_trust_regions(self, state: SearchState, told: Sequence[Told]) -> None:
+        first, low, high = self.config.radius
+        failure_tolerance = self.config.failure_tolerance or math.ceil(
+            max(4, math.prod(state.designer.input_shape)) / self.batch_per_seed)
+        for t in told:
+            i = t.seed_index
+            new = {key for key, status in zip(t.keys, t.status) if status == SCORED}
+            before = max([float(state.seed_scores[i])]
+                         + [v for key, v in state.scores[i].items() if key not in new and np.isfinite(v)])
+            improved = any(s == SCORED and v > before for s, v in zip(t.status, t.scores))
+            self.streak[i] = max(int(self.streak[i]), 0) + 1 if improved else min(int(self.streak[i]), 0) - 1
+            if self.streak[i] >= self.config.success_tolerance:
+                self.radius[i], self.streak[i] = min(2 * float(self.radius[i]), high), 0
+            elif -self.streak[i] >= failure_tolerance:
+                halved = float(self.radius[i]) / 2
+                self.radius[i], self.streak[i] = (halved if halved >= low else first), 0
+
     def _best_per_seed(self, state: SearchState, candidates: torch.Tensor, seed_of: torch.Tensor,
                        acquisition: torch.Tensor, mean: torch.Tensor, heat: bool = True) -> list[Proposal]:
         """Per seed, the best-acquisition candidates that satisfy the constraints and are new, best first.
@@ -474,12 +502,7 @@ class DesignLoop(Searcher):
     # -- tell ---------------------------------------------------------------------------------------------------
     def tell(self, state: SearchState, told: Sequence[Told]) -> None:
         if self.radius is not None:
-            previous = {t.seed_index: state.best_scores()[t.seed_index] for t in told}
-            for t in told:
-                improved = any(s == SCORED and v >= previous[t.seed_index] for s, v in zip(t.status, t.scores))
-                r = self.radius[t.seed_index]
-                low, high = self.config.radius[1], self.config.radius[2]
-                self.radius[t.seed_index] = min(2 * r, high) if improved else max(r / 2, low)
+            self._resize_trust_regions(state, told)
         self._score_arms(state, told)
         self._unranked_keys = {}
         self._last_round = [set() for _ in state.seeds]
@@ -523,12 +546,15 @@ class DesignLoop(Searcher):
     # -- resumption ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"ensemble": self.ensemble.state_dict(), "generator": self.generator.get_state(),
-                "radius": self.radius, "heat": self.heat, "arms": self.arms}
+                "radius": self.radius, "streak": self.streak, "heat": self.heat, "arms": self.arms}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(state["ensemble"])
         self.generator.set_state(state["generator"])
         self.radius = state["radius"]
+        self.streak = state.get("streak")
+        if self.radius is not None and self.streak is None:
+            self.streak = torch.zeros(len(self.radius), dtype=torch.long)
         self.heat = state.get("heat")
         self.arms = state.get("arms", torch.zeros(2, 2, dtype=torch.float64))
 

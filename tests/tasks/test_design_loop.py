@@ -193,3 +193,29 @@ def test_de_novo_no_design_is_verified_for_two_seeds():
     assert len(table) > 6 * 12 and table.groupby("seed_index").size().max() <= 24
     assert not table["design"].duplicated().any()
     assert not table["design"].isin(table["seed"]).any()
+
+
+def test_the_trust_region_follows_turbos_counters_and_restarts_from_its_first_size():
+    """Doubles after ``success_tolerance`` improving rounds in a row, halves after ``failure_tolerance`` dry
+    ones, and a region halved below its smallest size starts again from the first (Eriksson et al. 2019)."""
+    from tasks.search.base import SCORED, SearchState, Told
+
+    designer = make_designer("sphere")
+    loop = make_loop(designer, finetune_epochs=0, radius=(0.4, 0.1, 1.0), success_tolerance=2, failure_tolerance=3)
+    state = SearchState(designer, [(0.5,) * 4], np.array([-1.0]), 100)
+    loop.ask(state)
+    score = iter(range(100))
+
+    def round_(improves: bool) -> float:
+        value = -0.9 + 0.01 * next(score) if improves else -5.0
+        key = f"design {next(score)}"
+        state.scores[0][key] = value
+        loop.tell(state, [Told(0, [None], [key], [SCORED], np.array([value]), [None])])
+        return round(float(loop.radius[0]), 6)
+
+    assert [round_(True), round_(True)] == [0.4, 0.8]
+    assert [round_(True), round_(True), round_(True)] == [0.8, 1.0, 1.0]   # capped at the largest
+    assert [round_(False), round_(False), round_(True), round_(False)] == [1.0, 1.0, 1.0, 1.0]  # the streak broke
+    assert [round_(False), round_(False)] == [1.0, 0.5]                    # the third dry round in a row
+    assert [round_(False) for _ in range(6)][2::3] == [0.25, 0.125]
+    assert [round_(False) for _ in range(3)][-1] == 0.4                     # 0.0625 < 0.1: the first size again
