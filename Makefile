@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow ui dashboard bench bench-pmo bench-oracles serve clean
+.PHONY: venv demo test test-slow ui dashboard bench bench-curves bench-pmo bench-oracles serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: venv  ## benchmarks 0-3 into benchmarks/results/, then the README's table
 	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300 --loop none --defenses '' --baselines '' --no-orchestration --threads 1 --output-dir $(RESULTS) --name equal_budget_molecule_loop
 	$(BIN)/python benchmarks/equal_budget.py --domain car --output-dir $(RESULTS) --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/speed.py --threads 1 --output $(RESULTS)/speed.json --tracking-uri $(STORE)
+	$(BIN)/python benchmarks/report.py --readme README.md
+
+bench-curves: venv  ## the long equal-budget curves: molecules to 1,000 calls a start, cars to 300 (~2 h 30 on 2 cores)
+	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300,1000 --loop none --defenses '' --baselines random,hill-climber --no-orchestration --no-plot --threads 1 --output-dir $(RESULTS) --name equal_budget_molecule_c1000
+	$(BIN)/python benchmarks/equal_budget.py --domain car --checkpoints 10,30,100,300 --defenses none,fgsm,vat --loop none,vat --baselines cmaes,random --lockstep --no-orchestration --threads 1 --output-dir $(RESULTS) --name equal_budget_car_c300
 	$(BIN)/python benchmarks/report.py --readme README.md
 
 bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop / Graph GA / GA / hill-climber / random (~5 h on 2 cores)

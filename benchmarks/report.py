@@ -238,11 +238,21 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
      equal_budget, ("2a″. Equal budget, molecules: the design loop with its adaptive split (same starts, data and "
                     "budget as 2a, whose black-box rows it is read against: they have no surrogate, so the loop's "
                     "change cannot move them)",)),
+    ("equal_budget_molecule_c1000.json", None, equal_budget,
+     ("2a‴. Equal budget, molecules, to 1,000 calls a start: the design loop against the black boxes "
+      "(`equal_budget.py --checkpoints 10,30,100,300,1000 --loop none --defenses '' --baselines random,hill-climber "
+      "--no-orchestration --name equal_budget_molecule_c1000`)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,
      ("2b′. Equal budget, cars, to 300 calls a start on the CPU, with the design loop "
-      "(`equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat --threads 1`)",)),
+      "(`equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat --lockstep --no-orchestration "
+      "--name equal_budget_car_c300`)",)),
+    ("equal_budget_car_loop.json", None, equal_budget,
+     ("2b″. Equal budget, cars: the design loop with TuRBO's counters (same starts, data and budget as 2b′, whose "
+      "loop rows halved the trust region after every dry round, commit `edaa9a0`; its other rows have no loop, so "
+      "the change cannot move them; `equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat "
+      "--defenses '' --baselines '' --no-orchestration --name equal_budget_car_loop`)",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
