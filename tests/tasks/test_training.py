@@ -61,6 +61,22 @@ def test_vat_training_makes_the_surrogate_smoother_than_plain_training():
     assert 0 < smoothness["vat"] < smoothness["none"]
 
 
+@pytest.mark.parametrize("defense", ["vat", "trades"])
+def test_a_smoothness_defense_trains_the_same_model_whatever_the_targets_units(defense):
+    """The defense's penalty is in target standard deviations like the supervised loss: a property in km/h or in
+    m/s gives the same network (a penalty on raw outputs would weigh 10,000 times more on the second)."""
+    x, y = regression_data(200)
+    predictions = {}
+    for unit in (1.0, 100.0):
+        torch.manual_seed(0)
+        model = Surrogate((3, 4), hidden=(16,))
+        model.set_target_scale(y * unit)
+        config = TrainingConfig(epochs=5, batch_size=32, lr=3e-3, defense=Defense(name=defense, vat_eps=0.5, eps=0.05))
+        train_model(model, x, y * unit, x[:0], y[:0], config, x_unlabelled=x)
+        predictions[unit] = model(x).detach() / unit
+    torch.testing.assert_close(predictions[100.0], predictions[1.0], rtol=1e-4, atol=1e-4)
+
+
 def test_nan_loss_stops_training_with_a_clear_error():
     x, y = regression_data(64)
     y[3] = math.nan
