@@ -253,6 +253,11 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "loop rows halved the trust region after every dry round, commit `edaa9a0`; its other rows have no loop, so "
       "the change cannot move them; `equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat "
       "--defenses '' --baselines '' --no-orchestration --name equal_budget_car_loop`)",)),
+    ("equal_budget_car_vat.json", None, equal_budget,
+     ("2b‴. Equal budget, cars: VAT with its smoothness term in target standard deviations (commit `f5c485b`; the "
+      "VAT rows of 2b–2c and of the molecule tables weighed it target_std² times more; same starts, data and budget "
+      "as 2b′ and 2b″; `equal_budget.py --domain car --checkpoints 10,30,100,300 --loop vat --defenses vat "
+      "--baselines '' --no-orchestration --name equal_budget_car_vat`)",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
