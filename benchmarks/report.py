@@ -222,7 +222,8 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
     ("design_loop_protocol.json", "python benchmarks/design_loop.py --defenses fgsm "
      "--json-out benchmarks/results/design_loop_protocol.json",
      design_loop, ("0. The design loop on the protocol's 800 seeds, against the hill-climber",)),
-    ("design_loop_plogp.json", None,
+    ("design_loop_plogp.json", "python benchmarks/design_loop.py --n-seeds 100 --json-out "
+     "benchmarks/results/design_loop_plogp.json",
      design_loop, ("0a. The design loop against the hill-climber, 100 seeds, plain and FGSM surrogates",)),
     ("design_loop_defenses.json", "python benchmarks/design_loop.py --n-seeds 40 --n-labelled 3600 --deltas 0.4 "
      "--defenses none,fgsm,trades,coms --json-out benchmarks/results/design_loop_defenses.json",

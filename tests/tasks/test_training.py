@@ -63,8 +63,8 @@ def test_vat_training_makes_the_surrogate_smoother_than_plain_training():
 
 @pytest.mark.parametrize("defense", ["vat", "trades"])
 def test_a_smoothness_defense_trains_the_same_model_whatever_the_targets_units(defense):
-    """The defense's penalty is in target standard deviations like the supervised loss: a property in km/h or in
-    m/s gives the same network (a penalty on raw outputs would weigh 10,000 times more on the second)."""
+    """The defense's penalty is in target standard deviations like the supervised loss: a property in metres or in
+    centimetres gives the same network (a penalty on raw outputs would weigh 10,000 times more on the second)."""
     x, y = regression_data(200)
     predictions = {}
     for unit in (1.0, 100.0):
