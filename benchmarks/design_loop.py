@@ -9,7 +9,8 @@ seeds are the campaign's (Prefect-cached: the hill-climber's flow relabels nothi
 time; and the labelling calls the surrogates cost (charged in ``labelling_oracle_calls_per_seed``).
 
     python benchmarks/design_loop.py [--n-seeds 800] [--calls-per-seed 100] [--deltas 0.4,0.6]
-                                     [--defenses none,fgsm] [--json-out PATH [--append]]
+                                     [--defenses none,fgsm] [--methods loop,hill-climber]
+                                     [--json-out PATH [--append]]
 
 The JSON is rewritten after every finished piece, so a run stopped early keeps what it measured.
 """
@@ -84,6 +85,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--experiment", default="design-loop")
+    parser.add_argument("--methods", default="loop,hill-climber",
+                        help="which of the two to run: e.g. the loop and the hill-climber as two processes side by "
+                        "side, each with its own --json-out, merged afterwards")
     parser.add_argument("--json-out")
     parser.add_argument("--append", action="store_true",
                         help="keep the δ already measured in --json-out (each δ keeps the settings it ran with)")
@@ -94,6 +98,9 @@ def main() -> None:
                         help="with --append: reuse each δ's hill-climber row when it ran on the same seeds and "
                         "budget (it has no surrogate, so a change to the loop cannot move it)")
     args = parser.parse_args()
+    methods = {m.strip() for m in args.methods.split(",") if m.strip()}
+    if not methods or methods - {"loop", "hill-climber"}:
+        parser.error(f"--methods {args.methods!r}: expected 'loop', 'hill-climber' or both, comma-separated")
 
     import torch
 
@@ -132,15 +139,18 @@ def main() -> None:
         entry = out["deltas"][key] = {"methods": {}, "target": TARGETS.get(key), "settings": vars(args)}
         if previous and args.keep_other_defenses and _same_setting(previous, out["settings"], args):
             entry["methods"] = {name: m for name, m in previous["methods"].items() if name.startswith("loop-")}
-        started = time.perf_counter()
-        summary = campaign(params)
-        labelling = summary["labelling_oracle_calls"]
-        entry["labelling_oracle_calls"] = labelling
-        entry["campaign_wall_seconds"] = round(time.perf_counter() - started, 1)
-        for defense, result in summary["defenses"].items():
-            entry["methods"][f"loop-{defense}"] = ({"error": result["error"]} if "error" in result
-                                                   else row(result, labelling))
-        write()
+        if "loop" in methods:
+            started = time.perf_counter()
+            summary = campaign(params)
+            labelling = summary["labelling_oracle_calls"]
+            entry["labelling_oracle_calls"] = labelling
+            entry["campaign_wall_seconds"] = round(time.perf_counter() - started, 1)
+            for defense, result in summary["defenses"].items():
+                entry["methods"][f"loop-{defense}"] = ({"error": result["error"]} if "error" in result
+                                                       else row(result, labelling))
+            write()
+        if "hill-climber" not in methods:
+            continue
         if kept is not None:
             entry["methods"]["hill-climber"], entry["hill_climber_wall_seconds"] = kept
         else:
