@@ -150,6 +150,23 @@ def test_with_a_surrogate_that_ranks_backwards_the_loop_moves_its_calls_to_rando
     assert ours > protocol_metrics(backwards.table, scores, 24)["improvement_mean"] + 1
 
 
+def test_on_a_box_designer_a_surrogate_that_ranks_backwards_sends_the_calls_to_random_trust_region_points():
+    """The car's case in miniature: where the ensemble's optimum is not the oracle's, random points of the best
+    incumbent's trust region, unranked, keep the loop climbing; ranked, the same points never reach the oracle."""
+    designer = make_designer("sphere")
+    seeds, scores = seeds_of(designer, n=8)
+    loop = make_loop(designer, sign=-1.0, batch_per_seed=4, finetune_epochs=0)
+    result = run_search(loop, designer, seeds, scores, 24)
+    ranked_calls, random_calls = loop.arms[:, 1].tolist()
+    assert random_calls > 2 * ranked_calls
+    ranked_only = run_search(make_loop(designer, sign=-1.0, batch_per_seed=4, finetune_epochs=0, unranked_share=0.0),
+                             designer, seeds, scores, 24)
+    ours = protocol_metrics(result.table, scores, 24)
+    theirs = protocol_metrics(ranked_only.table, scores, 24)
+    assert ours["success_rate"] == 1.0
+    assert ours["improvement_mean"] > theirs["improvement_mean"] + 0.2, (ours, theirs)
+
+
 def test_without_a_seed_bound_the_loop_also_ranks_crossovers_of_all_lineages_and_under_one_none():
     free, bound = make_designer("tokens"), make_designer("tokens", max_distance=3)
     seeds, _ = seeds_of(free)
