@@ -262,6 +262,11 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "VAT rows of 2b–2c and of the molecule tables weighed it target_std² times more; same starts, data and budget "
       "as 2b′ and 2b″; `equal_budget.py --domain car --checkpoints 10,30,100,300 --loop vat --defenses vat "
       "--baselines '' --no-orchestration --name equal_budget_car_vat`)",)),
+    ("equal_budget_car_unranked.json", None, equal_budget,
+     ("2b⁗. Equal budget, cars: the loop with random trust-region points sent unranked beside the ensemble's "
+      "ranking, split by the Thompson bandit (commit `e38fef6`; same starts, data and budget as 2b′–2b‴; "
+      "`equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat --defenses '' --baselines '' "
+      "--no-orchestration --name equal_budget_car_unranked`)",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
