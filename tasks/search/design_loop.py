@@ -183,7 +183,7 @@ class DesignLoop(Searcher):
         owners = [owner[parent]]
         # Per candidate, the rank of its parent among its seed's incumbents (0: the best) if it is a random edit,
         # else -1: the unranked picks take random edits of the best incumbent first, as the hill-climber does.
-        incumbent_rank = torch.arange(n) - torch.searchsorted(owner, owner)
+        incumbent_rank = _incumbent_rank(owner)
         random = [torch.full((len(parts[0]),), -1)]
         # Single edits are scored from their parents' first layers (two gathers a child); the rest in full.
         predictions = [self.ensemble.predict_edits(rows, parent, kind, position, token, vocabulary)]
@@ -252,9 +252,8 @@ class DesignLoop(Searcher):
             return torch.full((n_seeds,), round(self.config.unranked_share * q), dtype=torch.long)
         rng = np.random.default_rng([self.config.seed, round_number, 0x4ED6E])
         if not self.arms[:, 1].all():
-            # Until both arms are measured the ranking leads (better early) and each call is unranked with
-            # probability ``hedge_floor``: one call in q would be half a car's first rounds at q = 2, and there the
-            # plain loop's 10-call improvement fell from +28.7 to +22.3 km/h (2 starts × 3 repeats).
+            # Until both arms are measured the ranking leads (better early): each call is unranked with
+            # probability ``hedge_floor``, where one call in q would be half of each of a car's rounds at q = 2.
             return torch.from_numpy((rng.random((n_seeds, q)) < self.hedge_floor).sum(axis=1))
         wins, calls = self.arms[:, 0].numpy(), self.arms[:, 1].numpy()
         ranked, unranked = (rng.beta(1 + wins[a], 1 + calls[a] - wins[a], (n_seeds, q)) for a in (0, 1))
@@ -374,7 +373,7 @@ class DesignLoop(Searcher):
 
     def _box_candidates(self, designer: Any, incumbents: Sequence[Any], owner: torch.Tensor):
         centres = designer.encode(list(incumbents)).float()
-        n, per = len(centres), self.config.proposals_per_incumbent
+        per = self.config.proposals_per_incumbent
         radius = self.radius[owner].repeat_interleave(per)[:, None]
         centre = centres.repeat_interleave(per, 0)
         direction = torch.randn(centre.shape, generator=self.generator)
@@ -396,8 +395,7 @@ class DesignLoop(Searcher):
             predictions = self.ensemble(x)
         # The random points' parents' ranks among their seed's incumbents (0: the best), -1 for the gradient's:
         # the unranked picks are random points of the best incumbent's region first, TuRBO's local search.
-        incumbent_rank = (torch.arange(n) - torch.searchsorted(owner, owner)).repeat_interleave(per)
-        parent_rank = torch.where(ascend, torch.full_like(incumbent_rank, -1), incumbent_rank)
+        parent_rank = _incumbent_rank(owner).repeat_interleave(per).masked_fill(ascend, -1)
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0), parent_rank
 
     def _resize_trust_regions(self, state: SearchState, told: Sequence[Told]) -> None:
@@ -568,6 +566,12 @@ class DesignLoop(Searcher):
             self.streak = torch.zeros(len(self.radius), dtype=torch.long)
         self.heat = state.get("heat")
         self.arms = state.get("arms", torch.zeros(2, 2, dtype=torch.float64))
+
+
+def _incumbent_rank(owner: torch.Tensor) -> torch.Tensor:
+    """Per incumbent, its rank among its seed's incumbents (0: the best); ``owner`` is grouped by seed, best
+    first within."""
+    return torch.arange(len(owner)) - torch.searchsorted(owner, owner)
 
 
 def _acquire(predictions: torch.Tensor, beta: float) -> torch.Tensor:
