@@ -161,7 +161,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="no Prefect, no MLflow: label with designer.oracle, train with the pure trainer")
     parser.add_argument("--lockstep", action="store_true", help="run each black-box baseline's repeats together, "
                         "one oracle call per round for all starts and repeats (same results, fewer calls)")
+    parser.add_argument("--resume-dir", help="save each design loop's state here after every round; the same "
+                        "command started again goes on from the last round of a loop that was stopped")
+    parser.add_argument("--repeat-ids", help="measure only these repeats of 0 … repeats−1 (comma-separated), e.g. "
+                        "one process per repeat on a many-core machine, joined afterwards with --merge")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the JSONs of runs that each measured some "
+                        "repeats (--repeat-ids) of the same benchmark into --output-dir/--name .json; runs nothing")
     args = parser.parse_args(argv)
+    if args.merge:
+        if not args.output_dir or not args.name:
+            parser.error("--merge needs --output-dir and --name")
+        return args
     defaults = DOMAIN_DEFAULTS[args.domain]
     args.n_seeds = args.n_seeds or defaults["n_seeds"]
     args.checkpoints = tuple(sorted(int(c) for c in args.checkpoints.split(","))) if args.checkpoints \
@@ -182,6 +192,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else defaults["baselines"]
     if args.repeats < 1 or args.n_seeds < 1 or min(args.checkpoints) < 1:
         parser.error("--repeats, --n-seeds and every checkpoint must be ≥ 1")
+    try:
+        args.repeat_ids = tuple(sorted({int(r) for r in args.repeat_ids.split(",")})) if args.repeat_ids \
+            else tuple(range(args.repeats))
+    except ValueError:
+        parser.error(f"--repeat-ids: {args.repeat_ids!r} is not a comma-separated list of integers")
+    if not all(0 <= r < args.repeats for r in args.repeat_ids):
+        parser.error(f"--repeat-ids: {args.repeat_ids} must lie in 0 … {args.repeats - 1} (--repeats {args.repeats})")
     if args.domain != "car" and (args.device or args.max_batch):
         parser.error("--device and --max-batch are car options")
     return args
@@ -225,16 +242,18 @@ def run_gradient(designer, model, seeds, search, restarts: int, radius: float, s
     return verified, searcher.candidates_per_seed(len(seeds.designs))
 
 
-def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int, calls_per_seed: int
-             ) -> tuple[pd.DataFrame, float]:
-    """The design loop from every start under ``calls_per_seed`` (the campaign's loop, without its MLflow logging
-    and checkpoints): an ensemble trained with ``defense`` and training seed ``repeat``
-    (:func:`tasks.ensemble.train_ensemble`), searched by :class:`tasks.search.design_loop.DesignLoop` in the one
-    budgeted driver. Returns the verified designs and the ensemble mean's validation R²."""
+def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int, calls_per_seed: int,
+             resume_dir: Path | None = None) -> tuple[pd.DataFrame, float]:
+    """The design loop from every start under ``calls_per_seed`` (the campaign's loop, without its MLflow logging):
+    an ensemble trained with ``defense`` and training seed ``repeat`` (:func:`tasks.ensemble.train_ensemble`),
+    searched by :class:`tasks.search.design_loop.DesignLoop` in the one budgeted driver. With ``resume_dir`` the
+    loop's state is saved there after every round, and a run stopped midway and started again with the same
+    settings goes on from its last round (the campaign's checkpoints). Returns the verified designs and the
+    ensemble mean's validation R²."""
     from tasks.ensemble import train_ensemble
-    from tasks.pure_stages import regression_metrics, training_config
+    from tasks.pure_stages import data_fingerprint, regression_metrics, training_config
     from tasks.search.design_loop import DesignLoop, LoopConfig
-    from tasks.search.driver import run_search
+    from tasks.search.driver import SearchCheckpoint, run_search
 
     config = training_config(surrogate, defense, repeat)
     x_unlabelled = data.x_unlabelled if defense == "vat" else None
@@ -245,7 +264,14 @@ def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int
     searcher = DesignLoop(ensemble, config, data.x_train, data.y_train, loop, x_unlabelled, designer.lower,
                           designer.upper)
     r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]
-    result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed, patience=loop.patience)
+    checkpoint = None
+    if resume_dir is not None:
+        fingerprint = data_fingerprint(designer.name, data.data_id, defense, repeat, calls_per_seed,
+                                       config.as_params(), surrogate.hidden, search.model_dump(),
+                                       [designer.key(s) for s in seeds.designs], seeds.scores)
+        checkpoint = SearchCheckpoint(Path(resume_dir) / f"loop-{defense}-r{repeat}", fingerprint)
+    result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed, patience=loop.patience,
+                        checkpoint=checkpoint)
     return result.table, r2
 
 
@@ -322,9 +348,66 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def merge_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs that each measured some repeats (``--repeat-ids``) or methods of the same benchmark:
+    the same domain, checkpoints, starts and labelling; no method's repeat measured twice. Each method's curves are
+    re-summarised over its repeats in repeat order; oracle calls and times add up, the wall time is the longest
+    run's (they ran side by side), the device lists where each run's oracle ran, and ``merged_from`` keeps each
+    run's repeats, methods, device, wall time and load average."""
+    first = results[0]
+    for result in results[1:]:
+        for key in ("domain", "resolution", "checkpoints", "seeds", "labelling_calls", "labelling_charged"):
+            if result.get(key) != first.get(key):
+                raise SystemExit(f"--merge: the files differ in {key!r} ({first.get(key)!r} vs {result.get(key)!r})")
+    checkpoints = first["checkpoints"]
+    by_method: dict[str, dict[int, dict[str, Any]]] = {}
+    for result in results:
+        for method, summary in result["methods"].items():
+            for repeat, one in zip(result.get("repeat_ids", range(result["repeats"])),
+                                   unsummarise(summary, checkpoints)):
+                if repeat in by_method.get(method, {}):
+                    raise SystemExit(f"--merge: {method} repeat {repeat} measured twice")
+                by_method.setdefault(method, {})[repeat] = one
+    ids = sorted({r for per in by_method.values() for r in per})
+    return {
+        **first,
+        "repeats": len(ids),
+        "repeat_ids": ids,
+        "settings": {**first["settings"], "repeat_ids": ",".join(map(str, ids))},
+        "device": " + ".join(dict.fromkeys(r["device"] for r in results)),
+        "oracle_calls_total": sum(r["oracle_calls_total"] for r in results),
+        "oracle_invocations": sum(r["oracle_invocations"] for r in results),
+        "oracle_seconds": round(sum(r["oracle_seconds"] for r in results), 1),
+        "wall_seconds": max(r["wall_seconds"] for r in results),
+        "methods": {m: summarise([per[r] for r in sorted(per)], checkpoints) for m, per in by_method.items()},
+        "merged_from": [{"repeat_ids": r.get("repeat_ids"), "methods": list(r["methods"]), "device": r["device"],
+                         "oracle_max_batch": r["oracle_max_batch"], "wall_seconds": r["wall_seconds"],
+                         "load_average": r["load_average"]} for r in results],
+        "complete": all(r["complete"] for r in results),
+    }
+
+
+def unsummarise(summary: dict[str, Any], checkpoints) -> list[dict[str, Any]]:
+    """The per-repeat curves :func:`summarise` was given, read back from its ``per_repeat`` lists."""
+    n = len(summary["oracle_calls"])
+    lists = [k for k, v in summary.items() if isinstance(v, list)]
+    return [{**{q: {c: summary[q][str(c)]["per_repeat"][i] for c in checkpoints}
+                for q in ("best_score", "improvement", "success_rate")},
+             **{k: summary[k][i] for k in lists}} for i in range(n)]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark for one domain, as one Prefect flow run (the labelling and training tasks are the
-    campaign's, cached on their inputs); with ``--no-orchestration`` a plain function call."""
+    campaign's, cached on their inputs); with ``--no-orchestration`` a plain function call. With ``--merge``: the
+    named runs' JSONs joined (:func:`merge_repeats`), written to ``--output-dir`` and plotted."""
+    if args.merge:
+        result = merge_repeats([json.loads(Path(path).read_text()) for path in args.merge])
+        output_dir = Path(args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        if not args.no_plot:
+            plot(result, output_dir / f"{args.name}.png")
+        return result
     if args.no_orchestration:
         return _run(args)
     from prefect import flow
@@ -415,7 +498,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "checkpoints": list(args.checkpoints),
                 "calls_count": "per starting design",
                 "n_seeds": n_seeds,
-                "repeats": args.repeats,
+                "repeats": len(args.repeat_ids),
+                "repeat_ids": list(args.repeat_ids),
                 "seed_scores": [float(s) for s in seeds.scores],
                 "seeds": [designer.key(s) for s in seeds.designs],
                 "labelling_calls": labelling_calls,
@@ -445,7 +529,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**result, "complete": complete}, indent=2) + "\n")
 
-        for repeat in range(args.repeats):
+        for repeat in args.repeat_ids:
             for defense in args.defenses:
                 method_started = time.perf_counter()
                 model, _ = train(
@@ -464,7 +548,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 method_started = time.perf_counter()
                 calls = min(top, args.max_calls.get(method, top)) - offset
                 verified, r2 = run_loop(designer, data, seeds, surrogate_params, search_params, defense, repeat,
-                                        calls) if calls > 0 else (EMPTY, None)
+                                        calls, args.resume_dir) if calls > 0 else (EMPTY, None)
                 record(method, repeat, verified, time.perf_counter() - method_started,
                        **({} if r2 is None else {"validation_r2": r2}))
             for method in () if args.lockstep else args.baselines:
@@ -479,10 +563,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             method_started = time.perf_counter()
             calls = min(top, args.max_calls.get(method, top))
             tables, _ = run_black_box_repeats(method, designer, seeds.designs, seeds.scores, calls,
-                                              list(range(args.repeats)), max_edits=args.max_edits)
+                                              list(args.repeat_ids), max_edits=args.max_edits)
             wall = time.perf_counter() - method_started
-            for repeat, verified in enumerate(tables):
-                record(method, repeat, verified, wall / args.repeats, lockstep_wall_seconds=round(wall, 1))
+            for repeat, verified in zip(args.repeat_ids, tables):
+                record(method, repeat, verified, wall / len(tables), lockstep_wall_seconds=round(wall, 1))
 
         result = {**partial_result(), "complete": True}
         for method, summary in result["methods"].items():

@@ -401,25 +401,15 @@ class CarDesigner(Designer):
         set is convex, so that segment stays feasible). Non-finite entries are replaced by that blueprint's.
         """
         shape, device, dtype = x.shape, x.device, x.dtype
-        z = x.detach().to("cpu", torch.float64).reshape(-1, *self.input_shape).clone()
-        anchor = torch.as_tensor(self._interior, dtype=torch.float64)
-        z = torch.where(torch.isfinite(z), z, anchor.expand_as(z))
-        rows = torch.as_tensor(self._rows, dtype=torch.float64)
-        bounds = torch.as_tensor(self._bounds, dtype=torch.float64)
-        general = slice(2 * len(self._low), None)  # rows after the box rows
-        g_rows, g_bounds = rows[general], bounds[general]
-        g_norms = (g_rows * g_rows).sum(1)
-        increments = torch.zeros(len(g_rows) + 1, *z.shape, dtype=torch.float64)
-        for _ in range(iterations):
-            y = (z + increments[-1]).clamp(0.0, 1.0)
-            increments[-1] = z + increments[-1] - y
-            z = y
-            for j in range(len(g_rows)):
-                w = z + increments[j]
-                excess = (w @ g_rows[j] - g_bounds[j]).clamp_min(0.0)
-                y = w - (excess / g_norms[j]).unsqueeze(1) * g_rows[j]
-                increments[j] = w - y
-                z = y
+        z = x.detach().to("cpu", torch.float64).reshape(-1, *self.input_shape).numpy().copy()
+        anchor = self._interior.astype(np.float64)
+        z = np.where(np.isfinite(z), z, anchor)
+        rows, bounds = self._rows.astype(np.float64), self._bounds.astype(np.float64)
+        outside = (z @ rows.T - bounds > 0).any(1)
+        if outside.any():  # a point inside every rule is its own projection: only the others are iterated
+            z[outside] = self._dykstra(z[outside], iterations)
+        # Exact repair: smallest t with rows·(z + t (anchor − z)) ≤ bounds for every row.
+        z, anchor, rows, bounds = (torch.from_numpy(a) for a in (z, anchor, rows, bounds))
         # Exact repair: smallest t with rows·(z + t (anchor − z)) ≤ bounds for every row.
         values = z @ rows.T - bounds  # (n, m), > 0 where violated
         gap = values - (anchor @ rows.T - bounds)  # a·z − a·anchor, > 0 where violated
@@ -427,6 +417,37 @@ class CarDesigner(Designer):
         t = (t * (1 + 1e-9) + 1e-12).clamp(0.0, 1.0)
         z = torch.where(t > 1e-12, z + t * (anchor - z), z).clamp(0.0, 1.0)
         return z.to(device, dtype).reshape(shape)
+
+    def _dykstra(self, z: np.ndarray, iterations: int) -> np.ndarray:
+        """Dykstra's alternating projection of the rows of ``z`` onto the box and the general rules, for at most
+        ``iterations`` sweeps; a point that a whole sweep moves by no more than 1e-12 is at a fixed point (every
+        correction then repeats itself) and leaves the iteration. In numpy: the arrays are small, so each operation's overhead is the
+        cost, and numpy's is a fraction of torch's."""
+        general = slice(2 * len(self._low), None)  # rows after the box rows
+        g_rows, g_bounds = self._rows[general].astype(np.float64), self._bounds[general].astype(np.float64)
+        g_steps = g_rows / (g_rows * g_rows).sum(1, keepdims=True)
+        increments = np.zeros((len(g_rows) + 1, *z.shape))
+        z, done = z.copy(), z
+        active = np.arange(len(z))
+        for _ in range(iterations):
+            start = z
+            y = np.clip(z + increments[-1], 0.0, 1.0)
+            increments[-1] += z - y
+            z = y
+            for j in range(len(g_rows)):
+                w = z + increments[j]
+                excess = np.maximum(w @ g_rows[j] - g_bounds[j], 0.0)
+                z = w - excess[:, None] * g_steps[j]
+                increments[j] = w - z
+            moving = np.abs(z - start).max(1) > 1e-12
+            if not moving.all():  # a point a whole sweep left in place is a fixed point: it is done
+                done[active[~moving]] = z[~moving]
+                active, z, increments = active[moving], z[moving], increments[:, moving]
+                if not len(active):
+                    break
+        done[active] = z
+        z = done
+        return z
 
     def sample(self, n: int, rng: np.random.Generator) -> list[CarBlueprint]:
         """Plausible, feasible blueprints of varied character: roof height, nose, hood, tail and fastback drawn

@@ -139,3 +139,56 @@ def test_the_car_benchmark_runs_without_prefect_or_mlflow(tmp_path):
     # Lockstep: both repeats' CMA-ES and random searches share their oracle calls (and every start of a search
     # shares them anyway: the driver's one call per round).
     assert result["oracle_invocations"] < 1 + 3 * 2 + 2 * 6 + 2 * 2 * 6
+
+
+def test_runs_of_single_repeats_merge_into_the_run_of_all_repeats(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    argv = ["--domain", "car", "--resolution", "smoke", "--n-seeds", "2", "--repeats", "2", "--checkpoints", "3,6",
+            "--epochs", "2", "--device", "cpu", "--no-orchestration", "--defenses", "", "--baselines", "random",
+            "--loop", "none", "--no-plot"]
+    for name, extra in (("all", []), ("r0", ["--repeat-ids", "0"]), ("r1", ["--repeat-ids", "1"])):
+        done = subprocess.run([sys.executable, "-c", NO_ORCHESTRATION, *argv, *extra, "--output-dir",
+                               str(tmp_path / name)], cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    merged = equal_budget.run(equal_budget.parse_args(
+        ["--merge", str(tmp_path / "r1" / "equal_budget_car.json"), str(tmp_path / "r0" / "equal_budget_car.json"),
+         "--output-dir", str(tmp_path / "merged"), "--name", "joined", "--no-plot"]))
+    assert merged == json.loads((tmp_path / "merged" / "joined.json").read_text())
+    whole = json.loads((tmp_path / "all" / "equal_budget_car.json").read_text())
+    assert merged["repeats"] == 2 and merged["repeat_ids"] == [0, 1] and merged["complete"]
+    assert merged["oracle_calls_total"] == 2 * (whole["labelling_calls"] + whole["seed_pool_calls"]) + 2 * 2 * 12
+    for method in ("random", "loop/none"):
+        for c in ("3", "6"):
+            mine, theirs = merged["methods"][method]["improvement"][c], whole["methods"][method]["improvement"][c]
+            assert mine["per_repeat"] == pytest.approx(theirs["per_repeat"]) and mine["std"] == pytest.approx(
+                theirs["std"])
+    with pytest.raises(SystemExit, match="repeat 0 measured twice"):
+        equal_budget.merge_repeats([merged, merged])
+
+
+def test_a_loop_started_again_with_its_resume_dir_repeats_no_oracle_call(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    argv = ["--domain", "car", "--resolution", "smoke", "--n-seeds", "2", "--repeats", "1", "--checkpoints", "3,6",
+            "--epochs", "2", "--device", "cpu", "--no-orchestration", "--defenses", "", "--baselines", "",
+            "--loop", "none", "--no-plot", "--resume-dir", str(tmp_path / "state")]
+    results = []
+    for name in ("first", "again"):
+        done = subprocess.run([sys.executable, "-c", NO_ORCHESTRATION, *argv, "--output-dir", str(tmp_path / name)],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads((tmp_path / name / "equal_budget_car.json").read_text()))
+    first, again = results
+    labels = first["labelling_calls"] + first["seed_pool_calls"]
+    assert first["oracle_calls_total"] == labels + 2 * 6 and again["oracle_calls_total"] == labels
+    assert (tmp_path / "state" / "loop-none-r0" / "verified.json").is_file()
+    for c in ("3", "6"):  # the checkpoint keeps the scores as JSON: equal to float32's precision
+        assert again["methods"]["loop/none"]["improvement"][c]["mean"] == pytest.approx(
+            first["methods"]["loop/none"]["improvement"][c]["mean"], rel=1e-6)
