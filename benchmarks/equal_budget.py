@@ -266,9 +266,12 @@ def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int
     r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]
     checkpoint = None
     if resume_dir is not None:
-        fingerprint = data_fingerprint(designer.name, data.data_id, defense, repeat, calls_per_seed,
-                                       config.as_params(), surrogate.hidden, search.model_dump(),
-                                       [designer.key(s) for s in seeds.designs], seeds.scores)
+        # The labels to 1e-4, not their bytes (data.data_id): the car's flow oracle, run again, can differ in the
+        # last bits, and the labels here are recomputed on every start (no Prefect cache).
+        fingerprint = data_fingerprint(designer.name, data.x_train, np.round(data.y_train.numpy(), 4), defense,
+                                       repeat, calls_per_seed, config.as_params(), surrogate.hidden,
+                                       search.model_dump(), [designer.key(s) for s in seeds.designs],
+                                       np.round(seeds.scores, 4))
         checkpoint = SearchCheckpoint(Path(resume_dir) / f"loop-{defense}-r{repeat}", fingerprint)
     result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed, patience=loop.patience,
                         checkpoint=checkpoint)

@@ -268,6 +268,11 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "`equal_budget.py --domain car --checkpoints 10,30,100,300 --loop none,vat --defenses '' --baselines '' "
       "--no-orchestration --name equal_budget_car_unranked`)",)),
     ("equal_budget_car_gpu.json", None, equal_budget, ("2c. Equal budget, cars, on a GPU",)),
+    ("equal_budget_car_gpu_loop.json", None, equal_budget,
+     ("2d. Equal budget, cars, to C = 1000 with the design loop (commit `5e5d1aa` on a lent H200 machine: CMA-ES and "
+      "random in lockstep on the GPU oracle; each loop run its own process on the CPU oracle, side by side, joined "
+      "with `--merge`; the VAT loops were stopped by the device's time at 908 / 856 / 946 calls a start and read "
+      "from their per-round checkpoints, so their C = 1000 is missing; same starts and data as 2b′–2c)",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
     ("lbm_throughput_h100.json", None, lbm_gpu, ()),
