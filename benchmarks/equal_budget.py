@@ -142,6 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "'' for none)")
     parser.add_argument("--n-labelled", type=int, help="surrogate training labels (default: the quick campaign's)")
     parser.add_argument("--epochs", type=int, help="surrogate epochs (default: the quick campaign's)")
+    parser.add_argument("--eps", type=float, help="L∞ radius of FGSM/PGD adversarial training (default: the "
+                        "campaign's)")
     parser.add_argument("--steps", type=int, help="gradient steps (default: the quick campaign's)")
     parser.add_argument("--max-edits", type=int, help="molecule baselines: token edits per proposal (default: each "
                         "method's own: hill-climber 2, random and tpe 3)")
@@ -212,7 +214,8 @@ def campaign_parameters(args: argparse.Namespace):
     designer = DesignerParameters(name=args.domain, **({"resolution": args.resolution} if args.domain == "car" else {}))
     data = base.data.model_copy(update={"n_seeds": args.n_seeds, "rng_seed": args.data_seed,
                                         **({"n_labelled": args.n_labelled} if args.n_labelled else {})})
-    surrogate = base.surrogate.model_copy(update={"epochs": args.epochs} if args.epochs else {})
+    surrogate = base.surrogate.model_copy(update={k: v for k, v in (("epochs", args.epochs), ("eps", args.eps))
+                                                  if v is not None})
     search = base.search.model_copy(update={"steps": args.steps} if args.steps else {})
     return designer, data, surrogate, search
 

@@ -246,6 +246,10 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
      ("2a‴. Equal budget, molecules, to 1,000 calls a start: the design loop against the black boxes "
       "(`equal_budget.py --checkpoints 10,30,100,300,1000 --loop none --defenses '' --baselines random,hill-climber "
       "--no-orchestration --name equal_budget_molecule_c1000`)",)),
+    ("equal_budget_molecule_defenses.json", None, equal_budget,
+     ("2a⁗. Equal budget, molecules: the loop with each defense on the current code (commit `65dcd81`; same starts "
+      "and data as 2a–2a‴; `equal_budget.py --checkpoints 10,30,100 --loop none,fgsm,vat --defenses '' "
+      "--baselines '' --no-orchestration --name equal_budget_molecule_defenses`)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,
