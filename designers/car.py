@@ -410,7 +410,6 @@ class CarDesigner(Designer):
             z[outside] = self._dykstra(z[outside], iterations)
         # Exact repair: smallest t with rows·(z + t (anchor − z)) ≤ bounds for every row.
         z, anchor, rows, bounds = (torch.from_numpy(a) for a in (z, anchor, rows, bounds))
-        # Exact repair: smallest t with rows·(z + t (anchor − z)) ≤ bounds for every row.
         values = z @ rows.T - bounds  # (n, m), > 0 where violated
         gap = values - (anchor @ rows.T - bounds)  # a·z − a·anchor, > 0 where violated
         t = torch.where(values > 0, values / gap.clamp_min(1e-12), torch.zeros_like(values)).amax(1, keepdim=True)
@@ -419,18 +418,17 @@ class CarDesigner(Designer):
         return z.to(device, dtype).reshape(shape)
 
     def _dykstra(self, z: np.ndarray, iterations: int) -> np.ndarray:
-        """Dykstra's alternating projection of the rows of ``z`` onto the box and the general rules, for at most
-        ``iterations`` sweeps; a point that a whole sweep moves by no more than 1e-12 is at a fixed point (every
-        correction then repeats itself) and leaves the iteration. In numpy: the arrays are small, so each operation's overhead is the
-        cost, and numpy's is a fraction of torch's."""
+        """Dykstra's alternating projection of the rows of ``z`` onto the box and the general rules, at most
+        ``iterations`` sweeps. A point whose position and corrections a whole sweep left unchanged (to 1e-12) is at
+        a fixed point, where every later sweep repeats itself, and leaves the iteration. In numpy, as the arrays
+        are small: each operation's overhead is the cost, and numpy's is a fraction of torch's."""
         general = slice(2 * len(self._low), None)  # rows after the box rows
         g_rows, g_bounds = self._rows[general].astype(np.float64), self._bounds[general].astype(np.float64)
         g_steps = g_rows / (g_rows * g_rows).sum(1, keepdims=True)
         increments = np.zeros((len(g_rows) + 1, *z.shape))
-        z, done = z.copy(), z
-        active = np.arange(len(z))
+        done, active = z, np.arange(len(z))
         for _ in range(iterations):
-            start = z
+            start, start_increments = z, increments.copy()
             y = np.clip(z + increments[-1], 0.0, 1.0)
             increments[-1] += z - y
             z = y
@@ -439,15 +437,14 @@ class CarDesigner(Designer):
                 excess = np.maximum(w @ g_rows[j] - g_bounds[j], 0.0)
                 z = w - excess[:, None] * g_steps[j]
                 increments[j] = w - z
-            moving = np.abs(z - start).max(1) > 1e-12
-            if not moving.all():  # a point a whole sweep left in place is a fixed point: it is done
+            moving = (np.abs(z - start).max(1) > 1e-12) | (np.abs(increments - start_increments).max((0, 2)) > 1e-12)
+            if not moving.all():
                 done[active[~moving]] = z[~moving]
                 active, z, increments = active[moving], z[moving], increments[:, moving]
                 if not len(active):
                     break
         done[active] = z
-        z = done
-        return z
+        return done
 
     def sample(self, n: int, rng: np.random.Generator) -> list[CarBlueprint]:
         """Plausible, feasible blueprints of varied character: roof height, nose, hood, tail and fastback drawn
