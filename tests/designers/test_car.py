@@ -95,9 +95,12 @@ def test_project_lands_in_the_feasible_set(designer):
     assert designer.is_feasible(projected).all()
     assert not designer.is_feasible(x).all()
     assert all(designer.violations(d) is None for d in designer.decode(projected))
-    # Already-feasible points stay put; others move about as little as a Euclidean projection would.
+    # Already-feasible points stay put (strictly inside: bit for bit, as they are never iterated); others move
+    # about as little as a Euclidean projection would.
     data = designer.encode(designer.sample(32, np.random.default_rng(2)))
     torch.testing.assert_close(designer.project(data), data, atol=1e-6, rtol=0)
+    inside = 0.5 * data + 0.5 * torch.as_tensor(designer._interior, dtype=data.dtype)
+    assert designer.is_feasible(inside, tolerance=0.0).all() and torch.equal(designer.project(inside), inside)
     assert torch.allclose(designer.project(projected), projected, atol=1e-5)
 
 
