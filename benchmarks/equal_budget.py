@@ -69,7 +69,11 @@ not per blueprint (the coarse lattice is launch-bound: a chunk of 1 or 256 takes
 search together): one driver run for all repeats, one oracle call per round — a CMA-ES generation, a batch of
 random proposals — for all of them (:func:`tasks.search.black_box.run_black_box_repeats`, which gives the driver
 one searcher per repeat): the same designs and scores as repeat after repeat, in far fewer calls. The JSON records
-the device, torch version, the oracle calls' count and time::
+the device, torch version, the oracle calls' count and time. The design loop cannot batch that way (a round sends
+``batch_per_seed`` designs a start, then fine-tunes), so on a many-core machine each loop runs as its own process:
+``--repeat-ids r`` measures repeat r alone, ``--resume-dir`` keeps each loop's state after every round (the same
+command started again goes on from there), and ``--merge a.json b.json …`` joins the runs' JSONs into one
+(docs/car-oracle.md shows the commands)::
 
     python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
         --checkpoints 100,300,1000 --restarts 32 --baselines random,cmaes --output-dir "$OUT"
@@ -79,6 +83,8 @@ the device, torch version, the oracle calls' count and time::
         [--baselines tpe,random] [--loop none,vat] [--max-calls tpe=100] [--charge-labelling]
         [--output-dir benchmarks/results]
         [--no-plot] [--tracking-uri URI] [--device cpu|cuda] [--max-batch N] [--no-orchestration] [--lockstep]
+        [--eps E] [--repeat-ids 0,1] [--resume-dir DIR]
+    python benchmarks/equal_budget.py --merge RUN.json … --output-dir DIR --name NAME
 """
 
 from __future__ import annotations
