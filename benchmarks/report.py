@@ -277,6 +277,11 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "random in lockstep on the GPU oracle; each loop run its own process on the CPU oracle, side by side, joined "
       "with `--merge`; the VAT loops were stopped by the device's time at 908 / 856 / 946 calls a start and read "
       "from their per-round checkpoints, so their C = 1000 is missing; same starts and data as 2b′–2c)",)),
+    ("equal_budget_car_vat_c1000.json", None, equal_budget,
+     ("2d′. Equal budget, cars: the VAT loop to C = 1000 on this CPU (commit `2f3417e`, the three repeats as three "
+      "processes side by side, joined with `--merge`; same starts and data as 2b′–2d; `equal_budget.py --domain car "
+      "--checkpoints 10,30,100,300,1000 --loop vat --defenses '' --baselines '' --repeat-ids r --resume-dir DIR "
+      "--no-orchestration`)",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("speed.json", "python benchmarks/speed.py --threads 1", speed, ()),
     ("lbm_throughput_h100.json", None, lbm_gpu, ()),
