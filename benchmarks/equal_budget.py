@@ -147,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loop", default="", help="defenses to run the design loop with (method loop/<defense>; "
                         "'' for none)")
     parser.add_argument("--n-labelled", type=int, help="surrogate training labels (default: the quick campaign's)")
+    parser.add_argument("--n-unlabelled", type=int, help="unlabelled designs for VAT (default: the quick campaign's; "
+                        "another number draws other data, seeds included, so compare methods run together)")
     parser.add_argument("--epochs", type=int, help="surrogate epochs (default: the quick campaign's)")
     parser.add_argument("--eps", type=float, help="L∞ radius of FGSM/PGD adversarial training (default: the "
                         "campaign's)")
@@ -219,7 +221,8 @@ def campaign_parameters(args: argparse.Namespace):
     base = CampaignParameters.quick(args.domain)
     designer = DesignerParameters(name=args.domain, **({"resolution": args.resolution} if args.domain == "car" else {}))
     data = base.data.model_copy(update={"n_seeds": args.n_seeds, "rng_seed": args.data_seed,
-                                        **({"n_labelled": args.n_labelled} if args.n_labelled else {})})
+                                        **{k: v for k, v in (("n_labelled", args.n_labelled),
+                                                             ("n_unlabelled", args.n_unlabelled)) if v}})
     surrogate = base.surrogate.model_copy(update={k: v for k, v in (("epochs", args.epochs), ("eps", args.eps))
                                                   if v is not None})
     search = base.search.model_copy(update={"steps": args.steps} if args.steps else {})
