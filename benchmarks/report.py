@@ -250,6 +250,12 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
      ("2a⁗. Equal budget, molecules: the loop with each defense on the current code (commit `65dcd81`; same starts "
       "and data as 2a–2a‴; `equal_budget.py --checkpoints 10,30,100 --loop none,fgsm,vat --defenses '' "
       "--baselines '' --no-orchestration --name equal_budget_molecule_defenses`)",)),
+    ("equal_budget_molecule_vat_unlabelled.json", None, equal_budget,
+     ("2a⁗′. Equal budget, molecules: VAT with 20,000 unlabelled molecules beside plain, both on one data draw "
+      "(commit `3ffaf60`; 3,000 labels as in 2a⁗, but the larger draw makes other labels and starts, so read the "
+      "rows against each other, not against 2a⁗; `equal_budget.py --checkpoints 10,30,100 --loop none,vat "
+      "--n-unlabelled 20000 --defenses '' --baselines '' --no-orchestration --name "
+      "equal_budget_molecule_vat_unlabelled`)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,
