@@ -256,6 +256,8 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "rows against each other, not against 2a⁗; `equal_budget.py --checkpoints 10,30,100 --loop none,vat "
       "--n-unlabelled 20000 --defenses '' --baselines '' --no-orchestration --name "
       "equal_budget_molecule_vat_unlabelled`)",)),
+    ("equal_budget_molecule_vat_unlabelled_d1.json", None, equal_budget,
+     ("2a⁗″. The same on a second data draw (`--data-seed 1`: other labels and starts; otherwise as 2a⁗′)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,
