@@ -287,8 +287,8 @@ class SearchParameters(_Parameters):
     unranked_share: float | None = Field(
         None, ge=0, le=1, description="loop: the share of each seed's q calls a round sent to random moves (token "
         "edits; points of a car's trust region) in random order instead of the ensemble's ranking (null: adapted "
-        "every round by Thompson sampling to whichever finds improvements more often; measured to keep the loop ahead of the hill-climber late in long "
-        "runs, where the ranking falls behind random edits)")
+        "every round by Thompson sampling to whichever finds improvements more often; measured to keep the loop "
+        "ahead of the hill-climber late in long runs, where the ranking falls behind random edits)")
     crossover_share: float = Field(0.25, ge=0, description="loop: de novo only (similarity bound 0): per "
                                    "incumbent, this share of proposals_per_incumbent more candidates that are "
                                    "one-point SELFIES crossovers with the incumbents of every start, ranked beside "
