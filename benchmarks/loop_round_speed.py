@@ -5,6 +5,8 @@ Times, best of ``--repeats``, on one process:
 * ``proposals_and_exact_scoring_seconds`` — the gradient of the ensemble at every incumbent, HotFlip scores of
   every edit, the Gumbel-top-k draw, the multi-edit combinations and the exact forward pass of every member on
   every candidate (:meth:`DesignLoop._token_candidates`); the issue's target is ≤ 2 s for 800 × 512 on 2 cores;
+  ``bfloat16`` the same with the hidden layers in bfloat16 (``scoring_precision``), beside how far its predictions
+  are from float32's on the same candidates and the share of each seed's q picks they leave unchanged;
 * ``screening_seconds`` — the rest of a whole :meth:`DesignLoop.ask`: decoding the best candidates (in the RDKit
   worker pool), constraint checks (similarity) and the hand-over, for the ranked and the unranked picks;
 * ``finetune_seconds`` — one round's fine-tuning of every member (S × q new designs beside the replayed ones);
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import os
 import sys
 import time
@@ -76,7 +79,16 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         return min(times), out
 
-    proposal_seconds, (candidates, _, _, _, _) = best_of(lambda: loop._token_candidates(designer, seeds, owner))
+    proposal_seconds, (candidates, seed_of, _, _, _) = best_of(
+        lambda: loop._token_candidates(designer, seeds, owner))
+    fast_loop = DesignLoop(ensemble, config, x, y, replace(loop.config, scoring_precision="bfloat16"))
+    bfloat16_seconds, _ = best_of(lambda: fast_loop._token_candidates(designer, seeds, owner))
+    # What bfloat16 changes: the same candidates scored both ways, and each seed's top q picks by either.
+    vocabulary = len(designer.alphabet)
+    exact = ensemble.predict_tokens(candidates, vocabulary).mean(dim=0)
+    fast = ensemble.predict_tokens(candidates, vocabulary, precision=torch.bfloat16).mean(dim=0)
+    same_picks = (_top_per_seed(exact, seed_of, args.batch_per_seed)
+                  & _top_per_seed(fast, seed_of, args.batch_per_seed)).sum() / (args.seeds * args.batch_per_seed)
     # A whole ask once (a second would find its decodes cached and its rejects remembered): its proposals as
     # above, then the screening, both passes of it when the unranked share is on.
     ask_seconds, _ = best_of(lambda: loop.ask(state), 1)
@@ -90,6 +102,10 @@ def main() -> None:
         "candidates_scored": int(len(candidates)), "threads": args.threads, "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg()[0],
         "proposals_and_exact_scoring_seconds": round(proposal_seconds, 3),
+        "bfloat16": {"proposals_and_exact_scoring_seconds": round(bfloat16_seconds, 3),
+                     "max_abs_difference": float((fast - exact).abs().max()),
+                     "mean_abs_difference": float((fast - exact).abs().mean()),
+                     "prediction_std": float(exact.std()), "same_picks": float(same_picks)},
         "screening_seconds": round(screening_seconds, 3), "finetune_seconds": round(finetune_seconds, 3),
         "oracle_seconds_per_round": round(oracle_seconds, 3),
         "loop_share_of_round": round(loop_seconds / (loop_seconds + oracle_seconds), 3),
@@ -100,6 +116,18 @@ def main() -> None:
         with open(args.json_out, "w") as handle:
             handle.write(text + "\n")
     print(text)
+
+
+def _top_per_seed(values, seed_of, q):
+    """Whether each candidate is among its seed's ``q`` highest ``values``."""
+    import torch
+
+    order = torch.argsort(values, descending=True)
+    order = order[torch.argsort(seed_of[order], stable=True)]
+    rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order])
+    top = torch.zeros(len(values), dtype=torch.bool)
+    top[order[rank < q]] = True
+    return top
 
 
 if __name__ == "__main__":

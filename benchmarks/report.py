@@ -173,11 +173,21 @@ def loop_round_speed(result: dict[str, Any]) -> str:
             f"{result['load_average_at_start']:.1f} at start): {result['seeds']} seeds × "
             f"{result['candidates_per_seed']} candidates, {result['members']} members — proposals and exact scoring "
             f"{result['proposals_and_exact_scoring_seconds']:.1f} s (target ≤ "
-            f"{result['targets']['proposals_and_exact_scoring_seconds']:.0f} s for 800 × 512), screening "
+            f"{result['targets']['proposals_and_exact_scoring_seconds']:.0f} s for 800 × 512)"
+            + _bfloat16_scoring(result.get("bfloat16")) + ", screening "
             f"(decoding, constraints) {result['screening_seconds']:.1f} s, fine-tuning "
             f"{result['finetune_seconds']:.1f} s, against {result['oracle_seconds_per_round']:.1f} s of the "
             f"molecule oracle per round: the loop's own share of a round is "
             f"{pct(result['loop_share_of_round'])} (target ≤ {pct(result['targets']['loop_share_of_round'])}).")
+
+
+def _bfloat16_scoring(fast: dict[str, Any] | None) -> str:
+    if not fast:
+        return ""
+    return (f"; {fast['proposals_and_exact_scoring_seconds']:.1f} s with the hidden layers in bfloat16 "
+            f"(`scoring_precision`; predictions within {fast['max_abs_difference']:.4f} of float32's, "
+            f"{fast['mean_abs_difference']:.5f} on average, against a spread of {fast['prediction_std']:.2f}; "
+            f"{pct(fast['same_picks'])} of the seeds' top-q picks unchanged)")
 
 
 # -- PMO -----------------------------------------------------------------------------------------------------------

@@ -47,12 +47,13 @@ def apply_edit(rows: torch.Tensor, kind: torch.Tensor, position: torch.Tensor, t
         parent = torch.arange(n_rows, device=rows.device)
     # Every (kind, position) moves the row's entries the same way: one (3·L, L) table of source columns, with
     # column L reading the zero padding appended below, turns the whole batch into a single gather.
-    padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1).reshape(-1)
+    padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1)
     source = _source_table(length, rows.device)[kind * length + position]
-    children = padded[parent[:, None] * (length + 1) + source]
-    put = kind != DELETE
-    children[put, position[put]] = token[put].to(children.dtype)
-    return children
+    children = padded.index_select(0, parent).gather(1, source)
+    # The new token goes in at `position` (a deletion writes back what is there: a scatter, not a masked put).
+    at = position[:, None]
+    new = torch.where(kind[:, None] != DELETE, token[:, None].to(children.dtype), children.gather(1, at))
+    return children.scatter_(1, at, new)
 
 
 @functools.lru_cache(maxsize=16)
