@@ -53,10 +53,11 @@ def test_the_loop_never_exceeds_the_budget_nor_sends_a_repeat_or_an_infeasible_d
         assert result.counters["infeasible"] == 0
 
 
-def test_the_loop_reaches_the_token_optimum_within_20_calls_a_seed_and_beats_the_hill_climber_there():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_loop_reaches_the_token_optimum_within_20_calls_a_seed_and_beats_the_hill_climber_there(precision):
     designer = make_designer("tokens")
     seeds, scores = seeds_of(designer)
-    loop = run_search(make_loop(designer), designer, seeds, scores, 20)
+    loop = run_search(make_loop(designer, scoring_precision=precision), designer, seeds, scores, 20)
     climber = run_search(make_black_box("hill-climber", designer, batch_per_seed=2), designer, seeds, scores, 20)
     ours = protocol_metrics(loop.table, scores, 20)
     theirs = protocol_metrics(climber.table, scores, 20)
