@@ -145,7 +145,7 @@ _IN_PLACE = {nn.SiLU: lambda h: nn.functional.silu(h, inplace=True), nn.ReLU: to
 def _scoring_layers(layers: nn.Sequential, precision: torch.dtype) -> list:
     """``layers`` as callables for scoring: activations in place, hidden linear layers in ``precision``, the last
     linear layer in float32."""
-    last = max(i for i, layer in enumerate(layers) if isinstance(layer, nn.Linear))
+    last = max((i for i, layer in enumerate(layers) if isinstance(layer, nn.Linear)), default=-1)
     out = []
     for i, layer in enumerate(layers):
         if type(layer) in _IN_PLACE:
