@@ -268,6 +268,15 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "equal_budget_molecule_vat_unlabelled`)",)),
     ("equal_budget_molecule_vat_unlabelled_d1.json", None, equal_budget,
      ("2a⁗″. The same on a second data draw (`--data-seed 1`: other labels and starts; otherwise as 2a⁗′)",)),
+    ("equal_budget_molecule_trades_coms.json", None, equal_budget,
+     ("2a⁵. Equal budget, molecules: the TRADES and COMs loops beside plain, all three on the current code (commit "
+      "`499e413`; same starts and data as 2a⁗; `equal_budget.py --checkpoints 10,30,100 --loop none,trades,coms "
+      "--defenses '' --baselines '' --no-orchestration --name equal_budget_molecule_trades_coms`)",)),
+    ("equal_budget_molecule_coms_d1.json", None, equal_budget,
+     ("2a⁵′. Plain and COMs on a second data draw (`--data-seed 1`: other labels and starts, not those of 2a⁗″, "
+      "whose 20,000 unlabelled change the draw; `--loop none,coms`, otherwise as 2a⁵)",)),
+    ("equal_budget_molecule_coms_d2.json", None, equal_budget,
+     ("2a⁵″. Plain and COMs on a third data draw (`--data-seed 2`; otherwise as 2a⁵′)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,
