@@ -46,10 +46,16 @@ def apply_edit(rows: torch.Tensor, kind: torch.Tensor, position: torch.Tensor, t
     if parent is None:
         parent = torch.arange(n_rows, device=rows.device)
     # Every (kind, position) moves the row's entries the same way: one (3·L, L) table of source columns, with
-    # column L reading the zero padding appended below, turns the whole batch into a single gather.
+    # column L reading the zero padding appended below.
     padded = torch.cat([rows, rows.new_zeros(n_rows, 1)], dim=1)
-    source = _source_table(length, rows.device)[kind * length + position]
-    children = padded.index_select(0, parent).gather(1, source)
+    source = _source_table(length, rows.device)
+    if n_rows * 3 * length <= len(parent):
+        # Many children a row (the loop's edits of its incumbents): every row moved every way once, then each
+        # child is one row of that table instead of L gathers.
+        moved = padded[:, source].reshape(-1, length)
+        children = moved.index_select(0, (parent * 3 + kind) * length + position)
+    else:
+        children = padded.index_select(0, parent).gather(1, source[kind * length + position])
     # The new token goes in at `position` (a deletion writes back what is there: a scatter, not a masked put).
     at = position[:, None]
     new = torch.where(kind[:, None] != DELETE, token[:, None].to(children.dtype), children.gather(1, at))

@@ -1,8 +1,33 @@
-"""Token-row operators beside the edits: one-point crossover (tasks/search/edits.py)."""
+"""Token-row operators (tasks/search/edits.py): single edits applied in batches, one-point crossover."""
 
 import torch
 
-from tasks.search.edits import crossover, lengths, random_crossovers
+from tasks.search.edits import DELETE, INSERT, SUBSTITUTE, apply_edit, crossover, lengths, random_crossovers
+
+
+def _edited_one_by_one(row: list[int], kind: int, position: int, token: int) -> list[int]:
+    if kind == SUBSTITUTE:
+        return row[:position] + [token] + row[position + 1:]
+    if kind == INSERT:
+        return (row[:position] + [token] + row[position:])[:len(row)]
+    return row[:position] + row[position + 1:] + [0]
+
+
+def test_many_edits_of_a_few_rows_equal_the_edits_made_one_by_one():
+    # 3 rows × 3 kinds × 6 positions ≤ 400 children: apply_edit moves each row every way once and picks rows from
+    # that table; a child per row (no parent) takes the per-child gather. Both must equal the plain list edits.
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(1, 9, (3, 6), generator=generator)
+    n = 400
+    parent = torch.randint(0, 3, (n,), generator=generator)
+    kind = torch.randint(0, 3, (n,), generator=generator)
+    position = torch.randint(0, 6, (n,), generator=generator)
+    token = torch.randint(1, 9, (n,), generator=generator)
+    expected = [_edited_one_by_one(rows[p].tolist(), k, i, t)
+                for p, k, i, t in zip(parent.tolist(), kind.tolist(), position.tolist(), token.tolist())]
+    assert apply_edit(rows, kind, position, token, parent=parent).tolist() == expected
+    assert apply_edit(rows[parent], kind, position, token).tolist() == expected
+    assert {SUBSTITUTE, INSERT, DELETE} == set(kind.tolist())
 
 
 def test_crossover_joins_a_prefix_of_the_first_row_to_a_suffix_of_the_second():
