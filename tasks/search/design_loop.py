@@ -189,10 +189,6 @@ class DesignLoop(Searcher):
         # else -1: the unranked picks take random edits of the best incumbent first, as the hill-climber does.
         incumbent_rank = _incumbent_rank(owner)
         random = [torch.full((len(parts[0]),), -1)]
-        # Single edits are scored from their parents' first layers (two gathers a child); the rest in full.
-        precision = getattr(torch, self.config.scoring_precision)
-        predictions = [self.ensemble.predict_edits(rows, parent, kind, position, token, vocabulary,
-                                                   precision=precision)]
         others = []  # (rows, the incumbent each row came from, whether it is a random move)
         if combos and k > 1:
             others.append((self._combinations(rows, singles, kind, position, token, combos),
@@ -209,10 +205,20 @@ class DesignLoop(Searcher):
             parts.append(extra)
             owners.append(owner[parent_of])
             random.append(incumbent_rank[parent_of] if is_random else torch.full((len(extra),), -1))
-            predictions.append(self.ensemble.predict_tokens(extra, vocabulary, precision=precision))
         candidates, unique_index = _unique_rows(torch.cat(parts), torch.cat(owners))
         seed_of = torch.cat(owners)[unique_index]
-        predictions = torch.cat(predictions, dim=1)[:, unique_index]
+        # Each distinct candidate is scored once, part by part (`unique_index` is ascending): single edits from
+        # their parents' first layers (two gathers a child), the rest in full.
+        precision = getattr(torch, self.config.scoring_precision)
+        predictions, start = [], 0
+        for i, part in enumerate(parts):
+            mine = unique_index[(unique_index >= start) & (unique_index < start + len(part))] - start
+            start += len(part)
+            predictions.append(
+                self.ensemble.predict_edits(rows, parent[mine], kind[mine], position[mine], token[mine], vocabulary,
+                                            precision=precision) if i == 0
+                else self.ensemble.predict_tokens(part[mine], vocabulary, precision=precision))
+        predictions = torch.cat(predictions, dim=1)
         return (candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0),
                 torch.cat(random)[unique_index])
 
