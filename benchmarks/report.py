@@ -172,7 +172,7 @@ def loop_round_speed(result: dict[str, Any]) -> str:
     return (f"**Design-loop round speed** (`benchmarks/loop_round_speed.py`, {result['threads']} threads, load "
             f"{result['load_average_at_start']:.1f} at start): {result['seeds']} seeds × "
             f"{result['candidates_per_seed']} candidates, {result['members']} members — proposals and exact scoring "
-            f"{result['proposals_and_exact_scoring_seconds']:.1f} s (target ≤ "
+            f"{result['proposals_and_exact_scoring_seconds']:.2f} s (target ≤ "
             f"{result['targets']['proposals_and_exact_scoring_seconds']:.0f} s for 800 × 512)"
             + _bfloat16_scoring(result.get("bfloat16")) + ", screening "
             f"(decoding, constraints) {result['screening_seconds']:.1f} s, fine-tuning "
@@ -184,7 +184,7 @@ def loop_round_speed(result: dict[str, Any]) -> str:
 def _bfloat16_scoring(fast: dict[str, Any] | None) -> str:
     if not fast:
         return ""
-    return (f"; {fast['proposals_and_exact_scoring_seconds']:.1f} s with the hidden layers in bfloat16 "
+    return (f"; {fast['proposals_and_exact_scoring_seconds']:.2f} s with the hidden layers in bfloat16 "
             f"(`scoring_precision`; predictions within {fast['max_abs_difference']:.4f} of float32's, "
             f"{fast['mean_abs_difference']:.5f} on average, against a spread of {fast['prediction_std']:.2f}; "
             f"{pct(fast['same_picks'])} of the seeds' top-q picks unchanged)")

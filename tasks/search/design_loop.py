@@ -79,7 +79,8 @@ class LoopConfig:
     finetune_epochs: int = 3
     #: The dtype of the hidden layers when a round scores its token candidates exactly (``"float32"`` or
     #: ``"bfloat16"``, :meth:`tasks.ensemble.Ensemble.predict_tokens`): bfloat16 scores 800 seeds × 512
-    #: candidates ~1.4× faster on a CPU with AMX, its predictions within ~1e-3 of float32's spread.
+    #: candidates 1.1–1.2× faster on a CPU with AMX (its matmuls 7×; gathers and activations are the rest), its
+    #: predictions within ~1e-3 of float32's spread.
     scoring_precision: str = "float32"
     #: Candidates per seed handed to the driver, best first, as a multiple of ``batch_per_seed`` (spares for the
     #: ones the constraints or de-duplication reject).
