@@ -7,6 +7,7 @@ and never call the oracle behind the designer's back, so every oracle call is co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,9 +29,10 @@ class OracleResult:
     def __len__(self) -> int:
         return len(self.scores)
 
-    @property
+    @cached_property
     def valid(self) -> np.ndarray:
-        return np.array([f is None for f in self.failures], dtype=bool)
+        """Built once per result (searches index it per design); read-only, since every caller shares it."""
+        return _read_only(np.array([f is None for f in self.failures], dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,15 @@ class ConstraintReport:
     violations: list[str | None]
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def satisfied(self) -> np.ndarray:
-        return np.array([v is None for v in self.violations], dtype=bool)
+        """Built once per report (indexing a fresh array per design was quadratic); read-only, as it is shared."""
+        return _read_only(np.array([v is None for v in self.violations], dtype=bool))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 class Designer:

@@ -296,15 +296,12 @@ def _screen(state: SearchState, proposals, batch_per_seed: int, counters: dict[s
     counters["unchanged"] += sum(s == UNCHANGED for t in told for s in t.status)
     counters["repeated"] += sum(s == REPEATED for t in told for s in t.status)
     report = designer.constraints(fresh_designs, [state.seeds[i] for i in fresh_seeds]) if fresh_designs else None
-    # Read once: the property builds its array anew on every access, and indexing it per design was quadratic
-    # (40 s a round for the hill-climber's ~8,000 proposals at δ 0.6).
-    satisfied = report.satisfied if report is not None else np.zeros(0, dtype=bool)
     counters["checked"] += len(fresh_designs)
     quota = {p.seed_index: min(batch_per_seed, int(state.remaining[p.seed_index])) for p in proposals}
     sent, sent_seed, sent_predicted = [], [], []
     for f, (t, j) in enumerate(fresh_at):
         entry, seed = told[t], fresh_seeds[f]
-        if not satisfied[f]:
+        if not report.satisfied[f]:
             entry.status[j], entry.reasons[j] = INFEASIBLE, report.violations[f]
             counters["infeasible"] += 1
         elif quota[seed] > 0:
