@@ -122,9 +122,9 @@ def _top_per_seed(values, seed_of, q):
     """Whether each candidate is among its seed's ``q`` highest ``values``."""
     import torch
 
-    order = torch.argsort(values, descending=True)
-    order = order[torch.argsort(seed_of[order], stable=True)]
-    rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order])
+    from tasks.search.design_loop import seed_ranking
+
+    order, rank = seed_ranking(values, seed_of)
     top = torch.zeros(len(values), dtype=torch.bool)
     top[order[rank < q]] = True
     return top

@@ -188,7 +188,7 @@ class DesignLoop(Searcher):
         owners = [owner[parent]]
         # Per candidate, the rank of its parent among its seed's incumbents (0: the best) if it is a random edit,
         # else -1: the unranked picks take random edits of the best incumbent first, as the hill-climber does.
-        incumbent_rank = _incumbent_rank(owner)
+        incumbent_rank = rank_within_seed(owner)
         random = [torch.full((len(parts[0]),), -1)]
         others = []  # (rows, the incumbent each row came from, whether it is a random move)
         if combos and k > 1:
@@ -408,7 +408,7 @@ class DesignLoop(Searcher):
             predictions = self.ensemble(x)
         # The random points' parents' ranks among their seed's incumbents (0: the best), -1 for the gradient's:
         # the unranked picks are random points of the best incumbent's region first, TuRBO's local search.
-        parent_rank = _incumbent_rank(owner).repeat_interleave(per).masked_fill(ascend, -1)
+        parent_rank = rank_within_seed(owner).repeat_interleave(per).masked_fill(ascend, -1)
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0), parent_rank
 
     def _resize_trust_regions(self, state: SearchState, told: Sequence[Told]) -> None:
@@ -446,10 +446,7 @@ class DesignLoop(Searcher):
             raw = [row.tobytes() for row in candidates.numpy()]
             spent = torch.tensor([(seed, r) in self._spent for seed, r in zip(seed_of.tolist(), raw)], dtype=torch.bool)
             acquisition = acquisition.masked_fill(spent, -torch.inf)
-        order = torch.argsort(acquisition, descending=True)
-        order = order[torch.isfinite(acquisition[order])]
-        order = order[torch.argsort(seed_of[order], stable=True)]                # by seed, best first within
-        rank = torch.arange(len(order)) - torch.searchsorted(seed_of[order], seed_of[order], right=False)
+        order, rank = seed_ranking(acquisition, seed_of)
         # A seed with candidates left but none feasible in this round's windows gets an empty proposal: the next
         # round draws hotter and from fresh random edits, so it is asked again (up to the driver's patience).
         proposals = {seed: Proposal(seed, [], []) for seed in seed_of[order].unique().tolist()}
@@ -581,10 +578,18 @@ class DesignLoop(Searcher):
         self.arms = state.get("arms", torch.zeros(2, 2, dtype=torch.float64))
 
 
-def _incumbent_rank(owner: torch.Tensor) -> torch.Tensor:
-    """Per incumbent, its rank among its seed's incumbents (0: the best); ``owner`` is grouped by seed, best
-    first within."""
-    return torch.arange(len(owner)) - torch.searchsorted(owner, owner)
+def seed_ranking(values: torch.Tensor, seed_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The indices of the finite ``values`` grouped by seed, highest first within each seed, and each one's rank
+    among its seed's (0: the best)."""
+    order = torch.argsort(values, descending=True)
+    order = order[torch.isfinite(values[order])]
+    order = order[torch.argsort(seed_of[order], stable=True)]
+    return order, rank_within_seed(seed_of[order])
+
+
+def rank_within_seed(grouped: torch.Tensor) -> torch.Tensor:
+    """Per entry of ``grouped`` (seed indices, grouped by seed, best first within), its rank among its seed's."""
+    return torch.arange(len(grouped)) - torch.searchsorted(grouped, grouped)
 
 
 def _acquire(predictions: torch.Tensor, beta: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from designers import make_designer
 from tasks.ensemble import train_ensemble
 from tasks.search.anytime import protocol_metrics
-from tasks.search.design_loop import DesignLoop, LoopConfig
+from tasks.search.design_loop import DesignLoop, LoopConfig, seed_ranking
 from tasks.search.driver import SearchCheckpoint, run_search
 from tasks.search.registry import make_black_box
 from tasks.training import Defense, TrainingConfig
@@ -238,3 +238,11 @@ def test_the_trust_region_follows_turbos_counters_and_restarts_from_its_first_si
     assert [round_(False), round_(False)] == [1.0, 0.5]                    # the third dry round in a row
     assert [round_(False) for _ in range(6)][2::3] == [0.25, 0.125]
     assert [round_(False) for _ in range(3)][-1] == 0.4                     # 0.0625 < 0.1: the first size again
+
+
+def test_seed_ranking_groups_by_seed_best_first_and_leaves_out_what_cannot_be_ranked():
+    values = torch.tensor([0.5, 2.0, -torch.inf, 1.0, 3.0, float("nan"), 0.1])
+    seed_of = torch.tensor([1, 0, 0, 1, 1, 0, 0])
+    order, rank = seed_ranking(values, seed_of)
+    assert order.tolist() == [1, 6, 4, 3, 0]
+    assert rank.tolist() == [0, 1, 0, 1, 2]
