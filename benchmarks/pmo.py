@@ -119,7 +119,7 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
     from designers import make_designer
     from flows.parameters import CampaignParameters
     from tasks import pure_stages
-    from tasks.search.anytime import auc_top_k, call_order, share_budget
+    from tasks.search.anytime import auc_top_k, call_order, share_budget, top_k_curve
     from tasks.search.black_box import run_black_box
 
     started = time.perf_counter()
@@ -153,7 +153,9 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
     for key, score in zip(keys, np.nan_to_num(scores, nan=0.0)):
         distinct.setdefault(key, float(score))
     best = sorted(distinct.values(), reverse=True)
+    tenths = [args.max_calls * i // 10 for i in range(1, 11)]  # where a run gains or loses its area
     return {"auc_top10": auc_top_k(keys, scores, k=10, max_calls=args.max_calls),
+            "top10_at_calls": dict(zip(map(str, tenths), np.round(top_k_curve(keys, scores, tenths), 4).tolist())),
             "top10_mean": float(np.mean(best[:10])), "top1": best[0],
             "oracle_calls": int(designer.oracle_calls), "labelling_calls": int(labelling_calls),
             "search_calls": int(len(table)), "distinct_molecules": len(distinct),

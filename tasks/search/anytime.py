@@ -115,8 +115,28 @@ def auc_top_k(keys: Sequence[str], scores: np.ndarray, k: int = 10, max_calls: i
     >>> auc_top_k(["a", "a"], np.array([0.5, 0.5]), k=2, max_calls=2, every=1)  # the repeat does not count twice
     0.375
     """
-    scores = np.nan_to_num(np.asarray(scores, dtype=float)[:max_calls], nan=0.0)
     keys = list(keys)[:max_calls]
+    n = len(keys)
+    if n == 0:
+        return 0.0
+    reads = [*range(every, n, every), n]
+    area, previous, at = 0.0, 0.0, 0
+    for calls, now in zip(reads, top_k_curve(keys, scores, reads, k)):
+        area += (calls - at) * (now + previous) / 2
+        previous, at = now, calls
+    area += (max_calls - n) * previous
+    return area / max_calls
+
+
+def top_k_curve(keys: Sequence[str], scores: np.ndarray, calls: Sequence[int], k: int = 10) -> list[float]:
+    """The mean of the ``k`` best distinct designs among the first ``c`` calls, for each ``c`` in ``calls`` (the
+    curve under :func:`auc_top_k`; a failed call scores 0, a repeated design counts once).
+
+    >>> top_k_curve(["a", "b", "a", "c"], np.array([0.2, np.nan, 0.2, 0.8]), [1, 3, 4], k=2)
+    [0.2, 0.1, 0.5]
+    """
+    keys = list(keys)
+    scores = np.nan_to_num(np.asarray(scores, dtype=float)[:len(keys)], nan=0.0)
     first = np.zeros(len(keys), dtype=bool)
     seen: set[str] = set()
     for i, key in enumerate(keys):
@@ -124,19 +144,10 @@ def auc_top_k(keys: Sequence[str], scores: np.ndarray, k: int = 10, max_calls: i
             seen.add(key)
             first[i] = True
     distinct = np.where(first, scores, -np.inf)
-    n = len(keys)
-    if n == 0:
-        return 0.0
 
-    def top_mean(calls: int) -> float:
-        found = distinct[:calls]
+    def top_mean(c: int) -> float:
+        found = distinct[:c]
         found = found[np.isfinite(found)]
         return float(np.sort(found)[-k:].mean()) if len(found) else 0.0
 
-    area, previous, at = 0.0, 0.0, 0
-    for calls in [*range(every, n, every), n]:
-        now = top_mean(calls)
-        area += (calls - at) * (now + previous) / 2
-        previous, at = now, calls
-    area += (max_calls - n) * previous
-    return area / max_calls
+    return [top_mean(c) for c in calls]
