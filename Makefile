@@ -50,16 +50,16 @@ bench: venv  ## benchmarks 0-3 into benchmarks/results/, then the README's table
 	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300 --loop none --defenses '' --baselines '' --no-orchestration --threads 1 --output-dir $(RESULTS) --name equal_budget_molecule_loop
 	$(BIN)/python benchmarks/equal_budget.py --domain car --output-dir $(RESULTS) --tracking-uri $(STORE)
 	$(BIN)/python benchmarks/speed.py --threads 1 --output $(RESULTS)/speed.json --tracking-uri $(STORE)
-	$(BIN)/python benchmarks/report.py --readme README.md
+	$(BIN)/python benchmarks/report.py --readme README.md --record docs/benchmarks.md
 
 bench-curves: venv  ## the long equal-budget curves: molecules to 1,000 calls a start, cars to 300 (~2 h 30 on 2 cores)
 	$(BIN)/python benchmarks/equal_budget.py --checkpoints 10,30,100,300,1000 --loop none --defenses '' --baselines random,hill-climber --no-orchestration --no-plot --threads 1 --output-dir $(RESULTS) --name equal_budget_molecule_c1000
 	$(BIN)/python benchmarks/equal_budget.py --domain car --checkpoints 10,30,100,300 --defenses none,fgsm,vat --loop none,vat --baselines cmaes,random --lockstep --no-orchestration --threads 1 --output-dir $(RESULTS) --name equal_budget_car_c300
-	$(BIN)/python benchmarks/report.py --readme README.md
+	$(BIN)/python benchmarks/report.py --readme README.md --record docs/benchmarks.md
 
 bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop / Graph GA / GA / hill-climber / random (~5 h on 2 cores)
 	$(BIN)/python benchmarks/pmo.py --runs 3 --json-out $(RESULTS)/pmo.json --resume
-	$(BIN)/python benchmarks/report.py --readme README.md
+	$(BIN)/python benchmarks/report.py --readme README.md --record docs/benchmarks.md
 
 bench-oracles: venv  ## oracle and solver measurements, printed as JSON (lbmpy's comparison needs lbmpy)
 	for script in molecule_pipeline lbm_throughput car_resolution car_oracle_memory; do \

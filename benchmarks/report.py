@@ -1,12 +1,13 @@
-"""The README's benchmark tables, rendered from the measured results in ``benchmarks/results/``.
+"""The benchmark tables, rendered from the measured results in ``benchmarks/results/``.
 
-Numbers are never typed into the README by hand: ``make bench`` runs the benchmarks (each writes its JSON into
-``benchmarks/results/``) and then this script, which rewrites the part of README.md between the two markers
-``<!-- bench:begin -->`` and ``<!-- bench:end -->``. A result that has not been measured yet is named with the
-command that measures it, never filled in.
+Numbers are never typed in by hand: ``make bench`` runs the benchmarks (each writes its JSON into
+``benchmarks/results/``) and then this script, which rewrites the part of a markdown file between the two markers
+``<!-- bench:begin -->`` and ``<!-- bench:end -->``: in README.md the tables that say where each target stands, in
+docs/benchmarks.md the full record (every table, ablations and earlier measurements included). A result that has
+not been measured yet is named with the command that measures it, never filled in.
 
-    python benchmarks/report.py                  # print the markdown
-    python benchmarks/report.py --readme README.md
+    python benchmarks/report.py                                                  # print the README's tables
+    python benchmarks/report.py --readme README.md --record docs/benchmarks.md   # rewrite both in place
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def pmo(result: dict[str, Any]) -> str:
             + table(["task", *methods, *(f"*{p}* (published)" for p in published)], rows) + footnotes)
 
 
-#: (results file, the command that measures it, renderer, its arguments), in the README's order. A section without
+#: (results file, the command that measures it, renderer, its arguments), in the record's order. A section without
 #: a command is an extra measurement, shown when present (the GPU runs need a machine this project cannot assume).
 SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
     ("design_loop_protocol.json", "python benchmarks/design_loop.py --defenses fgsm "
@@ -315,9 +316,18 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
 ]
 
 
-def render() -> str:
+#: The tables the README shows: where each of the design loop's and PMO's targets stands today. The record shows all.
+README_TABLES = {"design_loop_protocol.json", "design_loop_plogp.json", "loop_round_speed.json",
+                 "equal_budget_molecule_c1000.json", "equal_budget_molecule_trades_coms.json",
+                 "equal_budget_car_gpu_loop.json", "equal_budget_car_vat_c1000.json", "pmo.json"}
+
+
+def render(full: bool = False) -> str:
+    """The README's tables, or with ``full`` every table (docs/benchmarks.md)."""
     parts = []
     for name, command, section, args in SECTIONS:
+        if not full and name not in README_TABLES:
+            continue
         result = load(name)
         if result:
             parts.append(section(result, *args))
@@ -326,9 +336,9 @@ def render() -> str:
     return "\n\n".join(parts)
 
 
-def replace_between_markers(text: str, body: str) -> str:
+def replace_between_markers(text: str, body: str, where: str = "README") -> str:
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"README: expected one {BEGIN} before one {END}")
+        raise SystemExit(f"{where}: expected one {BEGIN} before one {END}")
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
     return f"{head}{BEGIN}\n{body}\n{END}{tail}"
@@ -336,13 +346,14 @@ def replace_between_markers(text: str, body: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, help="rewrite this file's benchmark section in place")
+    parser.add_argument("--readme", type=Path, help="rewrite this file's tables (the README's selection) in place")
+    parser.add_argument("--record", type=Path, help="rewrite this file's tables (all of them) in place")
     args = parser.parse_args(argv)
-    body = render()
-    if args.readme:
-        args.readme.write_text(replace_between_markers(args.readme.read_text(), body))
-    else:
-        print(body)
+    if not (args.readme or args.record):
+        print(render())
+    for path, full in ((args.readme, False), (args.record, True)):
+        if path:
+            path.write_text(replace_between_markers(path.read_text(), render(full), where=str(path)))
 
 
 if __name__ == "__main__":

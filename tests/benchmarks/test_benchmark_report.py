@@ -13,16 +13,26 @@ report = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(report)
 
 
-def test_readme_shows_the_latest_results():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split(report.BEGIN)[1].split(report.END)[0].strip()
-    assert section == report.render().strip(), "README is stale: run `python benchmarks/report.py --readme README.md`"
+@pytest.mark.parametrize("path, full", [("README.md", False), ("docs/benchmarks.md", True)])
+def test_readme_and_record_show_the_latest_results(path, full):
+    text = (ROOT / path).read_text()
+    section = text.split(report.BEGIN)[1].split(report.END)[0].strip()
+    assert section == report.render(full).strip(), \
+        f"{path} is stale: run `python benchmarks/report.py --readme README.md --record docs/benchmarks.md`"
+
+
+def test_the_readme_shows_a_selection_and_the_record_every_table():
+    readme, record = report.render(), report.render(full=True)
+    assert "**0. The design loop on the protocol's 800 seeds" in readme and "**PMO**" in readme
+    assert "**2a′. Equal budget, molecules, a handful of calls**" in record
+    assert "**2a′. Equal budget, molecules, a handful of calls**" not in readme
+    assert all(name in {n for n, *_ in report.SECTIONS} for name in report.README_TABLES)
 
 
 def test_tables_carry_the_measured_numbers():
     plogp = json.loads((report.RESULTS / "constrained_plogp.json").read_text())
     fgsm = plogp["deltas"]["0.4"]["defenses"]["fgsm"]
-    text = report.render()
+    text = report.render(full=True)
     assert f"{fgsm['successful_improvement_mean']:.2f} ± {fgsm['successful_improvement_std']:.2f}" in text
     assert "| δ = 0.4 | *MolDQN* (published, ZINC) | 3.37 ± 1.62 | 100.0 % |" in text
     molecule = json.loads((report.RESULTS / "equal_budget_molecule.json").read_text())
@@ -35,7 +45,7 @@ def test_tables_carry_the_measured_numbers():
 def test_an_unmeasured_benchmark_names_its_command(tmp_path, monkeypatch):
     shutil.copy(report.RESULTS / "speed.json", tmp_path / "speed.json")
     monkeypatch.setattr(report, "RESULTS", tmp_path)
-    text = report.render()
+    text = report.render(full=True)
     assert "*Not measured yet* (`benchmarks/results/constrained_plogp.json` is absent)" in text
     assert "python benchmarks/equal_budget.py --domain car" in text
     assert "**3. Speed**" in text
