@@ -24,10 +24,8 @@ Constraints (all linear in the parameters, so :meth:`CarDesigner.project` can en
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.optimize import linprog
 
 from designers.base import ConstraintReport, Designer, OracleResult
+from designers.flow_chunks import ChunkStore, digest
 from designers.lbm import FlowProblem, simulate
 
 AIR_DENSITY = 1.225  # kg/m³
@@ -57,13 +56,6 @@ PARAMETER_NAMES: tuple[str, ...] = ("length_m", "width_m", "ride_height_m") + tu
 )
 
 
-def _digest(*parts: str | bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else part)
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=1)
 def _solver_modules() -> tuple[Any, ...]:
     import sys
@@ -71,59 +63,6 @@ def _solver_modules() -> tuple[Any, ...]:
     from designers import lbm, lbm_numba
 
     return lbm, lbm_numba, sys.modules[__name__]
-
-
-def chunk_folder() -> Path:
-    """Where unfinished labelling batches keep their finished flow chunks: beside Prefect's results."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect") / "car-flow-chunks"
-
-
-class ChunkStore:
-    """The finished chunks of one batch of flows, on disk until the whole batch is done.
-
-    A Prefect oracle task persists its result only when all its blueprints are scored, so a kill used to lose every
-    batch in flight (minutes of flow); with each chunk saved as it finishes, the same task run again reads them
-    back and simulates only the rest. Keyed by ``fingerprint`` (the flow's settings and the solver's source) and
-    the chunk's blueprint keys; best effort: a folder that cannot be written only costs the recovery.
-    """
-
-    def __init__(self, fingerprint: str, folder: Path | None = None) -> None:
-        self.folder = (folder or chunk_folder()) / fingerprint[:32]
-        self.touched: list[Path] = []
-
-    def _path(self, keys: list[str]) -> Path:
-        return self.folder / f"{_digest(json.dumps(keys))[:32]}.json"
-
-    def load(self, keys: list[str]) -> dict[str, Any] | None:
-        path = self._path(keys)
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if saved.get("keys") != keys:
-            return None
-        self.touched.append(path)
-        return saved
-
-    def save(self, keys: list[str], values: dict[str, Any]) -> None:
-        path = self._path(keys)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            partial.write_text(json.dumps({"keys": keys, **values}))
-            os.replace(partial, path)  # whole or absent: a kill mid-write leaves no half chunk to read back
-        except OSError:
-            return
-        self.touched.append(path)
-
-    def forget(self) -> None:
-        for path in self.touched:
-            path.unlink(missing_ok=True)
-        self.touched.clear()
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass  # not empty: another process's batch with the same settings is still running
 
 
 @dataclass(frozen=True)
@@ -753,8 +692,8 @@ class CarDesigner(Designer):
         settings = {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_")
                     and k not in ("threads", "max_change_from_seed_m", "oracle_calls")
                     and isinstance(v, (str, int, float, bool, type(None)))}
-        return _digest(json.dumps([settings, repr(self.resolution), str(self.device), run], default=str),
-                       *(Path(module.__file__).read_bytes() for module in _solver_modules()))
+        return digest(json.dumps([settings, repr(self.resolution), str(self.device), run], default=str),
+                      *(Path(module.__file__).read_bytes() for module in _solver_modules()))
 
     def _oracle(self, designs: list[CarBlueprint]) -> OracleResult:
         """The objective (default top speed in km/h; higher is better) of every design; infeasible or non-finite

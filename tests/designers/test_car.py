@@ -268,7 +268,7 @@ def test_a_killed_batch_of_flows_keeps_its_finished_chunks(tmp_path, monkeypatch
     import time
     from pathlib import Path
 
-    from designers.car import chunk_folder
+    from designers.flow_chunks import chunk_folder
 
     home = tmp_path / "prefect"
     env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
