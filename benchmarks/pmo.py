@@ -59,7 +59,7 @@ NOT_COMPARABLE = {
                     "hydrogen-added SMILES and scores lower: PMO's random screening reaches 0.07, ours 0.45",
 }
 #: The loop's search parameters this script can set (a run with any of them set is a method of its own).
-LOOP_OPTIONS = ("graph_share", "population")
+LOOP_OPTIONS = ("graph_share", "population", "rescorer")
 #: The settings that define what a run measures: a resumed file must have been measured under the same ones.
 PROTOCOL = ("max_calls", "n_labelled", "n_seed_pool", "n_seeds", "loop_batch")
 PUBLISHED_SOURCE = ("PMO leaderboard (pmo-benchmark.github.io, per-task pages), AUC top-10, 10,000 calls, "
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the loop's share of Graph GA children per incumbent (default: the campaign's, 0.0625)")
     parser.add_argument("--population", type=int, default=None,
                         help="the loop's incumbents per start (default: the campaign's, 4)")
+    parser.add_argument("--rescorer", choices=("none", "ridge"), default=None,
+                        help="the loop's ranking of its candidates (default: the campaign's, none: the ensemble; "
+                             "ridge: a ridge regression on Morgan counts)")
     parser.add_argument("--loop-batch", type=int, default=30,
                         help="the loop's oracle calls per start a round (its batch_per_seed; a round fine-tunes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
@@ -168,8 +171,12 @@ def method_label(method: str, args: argparse.Namespace) -> str:
     (``loop/none@graph-share=0``)."""
     options = _loop_options(args)
     if method.startswith("loop/") and options:
-        return method + "@" + ",".join(f"{name.replace('_', '-')}={value:g}" for name, value in options.items())
+        return method + "@" + ",".join(f"{name.replace('_', '-')}={_shown(value)}" for name, value in options.items())
     return method
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _loop_options(args: argparse.Namespace) -> dict[str, Any]:

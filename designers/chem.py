@@ -27,7 +27,8 @@ RDLogger.DisableLog("rdApp.*")
 OBJECTIVES = ("plogp", "qed")  # and every task of designers.objectives.tasks, by name
 #: Side quantities the oracle returns with every score (cheap; QED is not, so it is a separate report).
 ORACLE_EXTRAS = ("logp", "sa", "ring_penalty", "mol_weight", "lipinski")
-_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+_MORGAN_SIZE = 2048
+_MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=_MORGAN_SIZE)
 
 
 #: Memo of :func:`canonical_smiles` (a search asks for the same molecules' keys again and again); a dict rather
@@ -190,6 +191,18 @@ def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str], worker
     pairs = list(zip(smiles_a, smiles_b))
     return np.array([s for part in _parallel(_similarity_chunk, _chunks(pairs, workers * 4), workers) for s in part],
                     dtype=float)
+
+
+def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
+    """``(n, 2048)`` float32 ``log1p`` Morgan count fingerprints, radius 2 (zeros where a SMILES does not parse):
+    the features of :class:`tasks.ridge.StreamingRidge`, on which a linear model predicts the PMO tasks (R² 0.3–0.9
+    from 1,000 random MOSES molecules) where the one-hot MLP does not (−0.7 to 0.5)."""
+    out = np.zeros((len(smiles), _MORGAN_SIZE), dtype=np.float32)
+    for i, text in enumerate(smiles):
+        mol = Chem.MolFromSmiles(text) if text else None
+        if mol is not None:
+            out[i] = _MORGAN.GetCountFingerprintAsNumPy(mol)
+    return np.log1p(out, out=out)
 
 
 def _similarity_chunk(pairs: list[tuple[str, str]]) -> list[float]:

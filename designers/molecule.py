@@ -168,6 +168,10 @@ class MoleculeDesigner(Designer):
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0.0, 1.0)
 
+    def fingerprints(self, designs: Sequence[str]) -> torch.Tensor:
+        """Features of the loop's exact rescoring (``rescorer="ridge"``): :func:`designers.chem.morgan_counts`."""
+        return torch.from_numpy(chem.morgan_counts(designs))
+
     def graph_offspring(self, first: Sequence[str], second: Sequence[str | None], seed: int,
                         mutation_rate: float | None = None) -> list[str]:
         """Graph GA children of each pair (a mutant where ``second[i]`` is ``None``), ``""`` where none is valid:

@@ -297,6 +297,13 @@ class SearchParameters(_Parameters):
                                "of proposals_per_incumbent more candidates that are Graph GA children (Jensen 2019: "
                                "graph crossover and mutation, rings kept whole) of the incumbent and one of any "
                                "start, ranked beside the edits; ~8 ms of RDKit each; 0 turns them off")
+    rescorer: Literal["none", "ridge"] = Field(
+        "none", description="loop: molecules: ridge ranks each round's candidates by a ridge regression on Morgan "
+        "counts refitted every round on all labelled and verified designs, instead of by the ensemble (whose "
+        "gradient still proposes); for objectives the one-hot surrogates predict poorly (PMO's tasks)")
+    rescore_pool: int = Field(512, ge=2, description="loop: with rescorer ridge, candidates per seed decoded and "
+                              "rescored a round (half the ensemble's best, half at random)")
+    ridge_alpha: float = Field(10.0, gt=0, description="loop: with rescorer ridge, its L2 penalty")
     finetune_epochs: int = Field(3, ge=0, description="loop: epochs of warm-started fine-tuning per round")
     scoring_precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="loop: dtype of the surrogates' hidden layers when a round scores its token "
@@ -326,7 +333,7 @@ class SearchParameters(_Parameters):
         return eps
 
     @field_validator("step_size", "beta", "temperature", "random_share", "crossover_share",
-                     "graph_share")
+                     "graph_share", "ridge_alpha")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

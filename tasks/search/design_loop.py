@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from tasks.ensemble import Ensemble, fine_tune
+from tasks.ridge import StreamingRidge
 from tasks.search.base import SCORED, Proposal, SearchState, Searcher, Told, designer_kind
 from tasks.search.edits import (apply_edit, apply_edits, edit_of, first_order_scores, random_crossovers,
                                 random_edits)
@@ -76,6 +77,16 @@ class LoopConfig:
     #: the crossovers. A graph crossover keeps rings and chains whole, where a SELFIES cut rarely does. Each child
     #: costs ~8 ms of RDKit, against microseconds for a token edit, hence the smaller share.
     graph_share: float = 0.0625
+    #: Token designers with features (``designer.fingerprints``; molecules: Morgan counts): ``"ridge"`` ranks each
+    #: round's candidates by a ridge regression on those features (:class:`tasks.ridge.StreamingRidge`), refitted
+    #: every round on the labelled data and every verified design, instead of by the ensemble; the ensemble's
+    #: gradient still proposes the edits. Per seed ``rescore_pool`` candidates are decoded and rescored: half the
+    #: ensemble's best, half drawn at random from the rest. ``"none"``: the ensemble ranks. On the PMO tasks the
+    #: one-hot ensemble trained on 1,000 random molecules predicts almost nothing (validation R² −0.7 to 0.5)
+    #: where a ridge on Morgan counts reaches 0.3–0.9.
+    rescorer: str = "none"
+    rescore_pool: int = 512
+    ridge_alpha: float = 10.0
     finetune_epochs: int = 3
     #: The dtype of the hidden layers when a round scores its token candidates exactly (``"float32"`` or
     #: ``"bfloat16"``, :meth:`tasks.ensemble.Ensemble.predict_tokens`): bfloat16 scores 800 seeds × 512
@@ -142,6 +153,12 @@ class DesignLoop(Searcher):
         #: The two arms of the adaptive split, ranked (row 0) and unranked (row 1): faded (wins, calls).
         self.arms = torch.zeros(2, 2, dtype=torch.float64)
         self._round_arms = torch.zeros(2, 2, dtype=torch.float64)
+        if config.rescorer not in ("none", "ridge"):
+            raise ValueError(f"rescorer {config.rescorer!r}: choose 'none' or 'ridge'")
+        #: The rescorer (``rescorer="ridge"``) and the keys of the designs it has been given; rebuilt from the
+        #: search state on a resumed run.
+        self.ridge: StreamingRidge | None = None
+        self._ridge_keys: set[str] = set()
 
     # -- ask ----------------------------------------------------------------------------------------------------
     def ask(self, state: SearchState) -> list[Proposal]:
@@ -161,6 +178,8 @@ class DesignLoop(Searcher):
         if designer_kind(state.designer) == "tokens":
             rows, seed_of, acquisition, mean, parent_rank = self._token_candidates(state.designer, incumbents,
                                                                                    torch.tensor(owner))
+            if self.config.rescorer == "ridge":
+                acquisition, mean = self._rescored(state, rows, seed_of, acquisition, mean)
         else:
             if self.radius is None:
                 self.radius = torch.full((len(state.seeds),), self.config.radius[0])
@@ -222,6 +241,58 @@ class DesignLoop(Searcher):
         predictions = torch.cat(predictions, dim=1)
         return (candidates, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0),
                 torch.cat(random)[unique_index])
+
+    def _rescored(self, state: SearchState, rows: torch.Tensor, seed_of: torch.Tensor, acquisition: torch.Tensor,
+                  mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The acquisition and mean with each seed's ``rescore_pool`` rescored candidates (half the ensemble's
+        best, half at random from the rest, none already spent) valued by the ridge, every other one at −inf."""
+        designer = state.designer
+        if not hasattr(designer, "fingerprints"):
+            raise ValueError(f"rescorer 'ridge' needs a designer with fingerprints (molecules); "
+                             f"{type(designer).__name__} has none")
+        self._update_ridge(state)
+        _, spent = self._spent_rows(rows, seed_of)
+        order, rank = seed_ranking(acquisition.masked_fill(spent, -torch.inf), seed_of)
+        half = self.config.rescore_pool // 2
+        rest = order[rank >= half]
+        drawn, drawn_rank = seed_ranking(torch.rand(len(rest), generator=self.generator), seed_of[rest])
+        pool = torch.cat([order[rank < half], rest[drawn[drawn_rank < half]]])
+        designs = self._decode(designer, rows[pool])
+        value = self.ridge.predict(designer.fingerprints(designs))
+        value[torch.tensor([not d for d in designs], dtype=torch.bool)] = -torch.inf
+        rescored = torch.full_like(acquisition, -torch.inf)
+        rescored[pool] = value
+        mean = mean.clone()
+        mean[pool] = value
+        return rescored, mean
+
+    def _update_ridge(self, state: SearchState) -> None:
+        """Give the ridge the designs it has not seen: the labelled data and the seeds first, then every verified
+        design; refit."""
+        designer = state.designer
+        if self.ridge is None:
+            self.ridge = StreamingRidge(self.config.ridge_alpha)
+            designs = [*designer.decode(self.x_train), *state.seeds]
+            scores = torch.cat([self.y_train.float(), torch.as_tensor(np.asarray(state.seed_scores, dtype=float),
+                                                                      dtype=torch.float32)])
+            self.ridge.add(designer.fingerprints(designs), scores)
+            self._ridge_keys.update(designer.key(d) for d in designs)
+        new, values = [], []
+        for per_seed_scores, per_seed_designs in zip(state.scores, state.designs):
+            for key, value in per_seed_scores.items():
+                if key not in self._ridge_keys and np.isfinite(value):
+                    self._ridge_keys.add(key)
+                    new.append(per_seed_designs[key])
+                    values.append(value)
+        if new:
+            self.ridge.add(designer.fingerprints(new), torch.tensor(values, dtype=torch.float32))
+        self.ridge.fit()
+
+    def _spent_rows(self, rows: torch.Tensor, seed_of: torch.Tensor) -> tuple[list[bytes], torch.Tensor]:
+        """Each token row's bytes and whether it is spent for its seed (infeasible, verified, the seed, a repeat)."""
+        raw = [row.tobytes() for row in rows.numpy()]
+        return raw, torch.tensor([(seed, r) in self._spent for seed, r in zip(seed_of.tolist(), raw)],
+                                 dtype=torch.bool)
 
     def _mixed_lineages(self, designer: Any, rows: torch.Tensor, incumbents: Sequence[Any]):
         """De novo children of two incumbents (the second of any seed): one-point SELFIES crossovers and, for
@@ -443,8 +514,7 @@ class DesignLoop(Searcher):
         window = self.config.batch_per_seed * self.config.spares
         raw = None
         if candidates.dtype == torch.long:  # token rows: drop the ones already found infeasible, verified or stale
-            raw = [row.tobytes() for row in candidates.numpy()]
-            spent = torch.tensor([(seed, r) in self._spent for seed, r in zip(seed_of.tolist(), raw)], dtype=torch.bool)
+            raw, spent = self._spent_rows(candidates, seed_of)
             acquisition = acquisition.masked_fill(spent, -torch.inf)
         order, rank = seed_ranking(acquisition, seed_of)
         # A seed with candidates left but none feasible in this round's windows gets an empty proposal: the next
