@@ -387,6 +387,13 @@ class CampaignParameters(_Parameters):
                              "search.calls_per_seed instead, or choose search.strategy one-shot")
         return self
 
+    @model_validator(mode="after")
+    def _ridge_needs_fingerprints(self) -> "CampaignParameters":
+        if self.search.rescorer == "ridge" and self.designer.name != "molecule":
+            raise ValueError(f"search.rescorer ridge ranks molecules by their Morgan counts; the {self.designer.name} "
+                             "designer has none (use rescorer none)")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _designer_defaults(cls, values: Any) -> Any:

@@ -68,3 +68,9 @@ def test_bad_arguments_name_the_option(argv, culprit, capsys):
     with pytest.raises(SystemExit):
         pmo.parse_args([*TINY, *argv])
     assert culprit in capsys.readouterr().err
+
+
+def test_the_loop_options_name_the_method_numbers_and_words_alike():
+    args = pmo.parse_args([*TINY, "--graph-share", "0.25", "--rescorer", "ridge"])
+    assert pmo.method_label("loop/none", args) == "loop/none@graph-share=0.25,rescorer=ridge"
+    assert pmo.method_label("hill-climber", args) == "hill-climber"

@@ -36,6 +36,9 @@ BAD_INVOCATIONS = [
     (["campaign", "--n-seeds", "many"], r"--n-seeds: invalid int value: 'many'"),
     (["campaign", "--hidden", "0"], r"--hidden: every hidden-layer size must be ≥ 1"),
     (["campaign", "--rounds", "0"], r"--rounds: Input should be greater than or equal to 1"),
+    (["campaign", "--designer", "car", "--rescorer", "ridge"], r"rescorer ridge ranks molecules by their Morgan "
+     r"counts; the car designer has none"),
+    (["campaign", "--rescorer", "forest"], r"--rescorer: unknown rescorer 'forest'; choose one of none, ridge"),
     (["train", "--epochs", "0"], r"--epochs: Input should be greater than or equal to 1"),
     (["train", "--lr", "-1"], r"--lr: Input should be greater than 0"),
     (["train", "--batch-size", "0"], r"--batch-size: Input should be greater than or equal to 1"),

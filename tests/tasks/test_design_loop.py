@@ -246,3 +246,36 @@ def test_seed_ranking_groups_by_seed_best_first_and_leaves_out_what_cannot_be_ra
     order, rank = seed_ranking(values, seed_of)
     assert order.tolist() == [1, 6, 4, 3, 0]
     assert rank.tolist() == [0, 1, 0, 1, 2]
+
+
+def test_the_ridge_rescorer_ranks_a_pool_per_seed_and_learns_every_verified_design():
+    designer = make_designer("molecule", objective="qed", similarity_threshold=0.0, workers=1)
+    seeds, scores = seeds_of(designer, n=3)
+    quick = TrainingConfig(epochs=2, batch_size=32, lr=3e-3, defense=Defense("none"))
+    loop = make_loop(designer, n_labelled=80, members=2, config=quick, rescorer="ridge", rescore_pool=16,
+                     proposals_per_incumbent=32, unranked_share=0.0)
+    result = run_search(loop, designer, seeds, scores, 6)
+    table = result.table
+    assert len(table) == 18 and table["design"].is_unique
+    # The ridge has seen the labelled data, the seeds and every design verified before the last round (whose six
+    # it would learn at the next ask), and no design twice.
+    assert loop.ridge.n == 80 + 3 + len(table) - 6 and len(loop._ridge_keys) == loop.ridge.n
+    from tasks.search.base import SearchState
+
+    state = SearchState(designer, seeds, np.asarray(scores), 6)
+    rows, seed_of, acquisition, mean, _ = loop._token_candidates(designer, seeds, torch.arange(3))
+    rescored, _ = loop._rescored(state, rows, seed_of, acquisition, mean)
+    pooled = torch.isfinite(rescored)
+    assert (torch.bincount(seed_of[pooled], minlength=3) <= 16).all() and pooled.sum() > 3 * 8
+    decoded = designer.decode(designer.one_hot(rows[pooled]))
+    expected = loop.ridge.predict(designer.fingerprints(decoded))
+    torch.testing.assert_close(rescored[pooled], expected)
+
+
+def test_the_ridge_rescorer_refuses_a_designer_without_fingerprints():
+    designer = make_designer("tokens")
+    seeds, scores = seeds_of(designer, n=2)
+    with pytest.raises(ValueError, match="rescorer 'ridge' needs a designer with fingerprints"):
+        run_search(make_loop(designer, rescorer="ridge"), designer, seeds, scores, 4)
+    with pytest.raises(ValueError, match="rescorer 'forest'"):
+        make_loop(designer, rescorer="forest")

@@ -1,0 +1,42 @@
+"""The streaming ridge regression (tasks/ridge.py): the closed form of ridge with an unpenalised intercept, however
+the rows arrive."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+
+from tasks.ridge import StreamingRidge
+
+
+def data(n=300, d=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=g) * 3
+    y = x @ torch.randn(d, generator=g) + 5.0 + 0.1 * torch.randn(n, generator=g)
+    return x, y
+
+
+def test_rows_added_in_batches_give_sklearns_ridge():
+    x, y = data()
+    ridge = StreamingRidge(alpha=3.0)
+    for part in torch.arange(len(x)).split(70):      # as a loop adds its rounds
+        ridge.add(x[part], y[part])
+    reference = Ridge(alpha=3.0).fit(x.double().numpy(), y.double().numpy())
+    probe, _ = data(n=50, seed=1)
+    np.testing.assert_allclose(ridge.predict(probe).numpy(), reference.predict(probe.double().numpy()), atol=1e-4)
+    assert ridge.n == len(x)
+
+
+def test_non_finite_targets_are_skipped_and_a_bad_alpha_is_refused():
+    x, y = data()
+    with_nan = y.clone()
+    with_nan[::3] = float("nan")
+    skipped, kept = StreamingRidge(), StreamingRidge()
+    skipped.add(x, with_nan)
+    kept.add(x[torch.isfinite(with_nan)], y[torch.isfinite(with_nan)])
+    assert skipped.n == kept.n == 200
+    torch.testing.assert_close(skipped.predict(x), kept.predict(x))
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        StreamingRidge(alpha=0.0)
+    with pytest.raises(ValueError, match="no finite targets"):
+        StreamingRidge().fit()
