@@ -141,12 +141,14 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
     seeds = pure_stages.choose_seeds(designer, data, data_params, label=label)
     labelling_calls = designer.oracle_calls
     budget = share_budget(args.max_calls - labelling_calls, len(seeds.designs))
-    r2 = None
+    r2, fit = None, {}
     if method.startswith("loop/"):
         update = {"calls_per_seed": max(budget), "batch_per_seed": args.loop_batch}
         update.update(_loop_options(args))
         search = base.search.model_copy(update=update)
         table, r2 = run_loop(designer, data, seeds, base.surrogate, search, method.split("/", 1)[1], run, budget)
+        if search.rescorer == "ridge":
+            fit["rescorer_validation_r2"] = rescorer_r2(designer, data, search.ridge_alpha)
     else:
         table = run_black_box(method, designer, seeds.designs, seeds.scores, budget, seed=run).table
     keys = [k for part, _ in labelled for k in part]
@@ -162,8 +164,20 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
             "top10_mean": float(np.mean(best[:10])), "top1": best[0],
             "oracle_calls": int(designer.oracle_calls), "labelling_calls": int(labelling_calls),
             "search_calls": int(len(table)), "distinct_molecules": len(distinct),
-            **({} if r2 is None else {"validation_r2": float(r2)}),
+            **({} if r2 is None else {"validation_r2": float(r2)}), **fit,
             "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def rescorer_r2(designer, data, alpha: float) -> float:
+    """The validation R² of the loop's ridge rescorer (:class:`tasks.ridge.StreamingRidge` on Morgan counts) fitted
+    on the labelled training designs alone: the split and data of the ensemble's ``validation_r2``."""
+    from tasks.pure_stages import regression_metrics
+    from tasks.ridge import StreamingRidge
+
+    ridge = StreamingRidge(alpha)
+    ridge.add(designer.fingerprints(designer.decode(data.x_train)), data.y_train)
+    return regression_metrics(lambda x: ridge.predict(designer.fingerprints(designer.decode(x))), data.x_val,
+                              data.y_val)["validation_r2"]
 
 
 def method_label(method: str, args: argparse.Namespace) -> str:

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -224,7 +226,24 @@ def pmo(result: dict[str, Any]) -> str:
             f"from MOSES, then the {settings['n_seeds']} best of the pool searched de novo with the rest of the "
             f"budget; mean ± std over runs (count); published: {result['published_source']}; target: "
             f"{result['target']}):\n\n"
-            + table(["task", *methods, *(f"*{p}* (published)" for p in published)], rows) + footnotes)
+            + table(["task", *methods, *(f"*{p}* (published)" for p in published)], rows) + footnotes
+            + _pmo_fit(tasks))
+
+
+def _pmo_fit(tasks: dict[str, Any]) -> str:
+    """Per task, the validation R² of the loop's surrogates on the labelled data, mean over its runs: the one-hot
+    ensemble's and, where runs used it, the ridge rescorer's on Morgan counts."""
+    rows = []
+    for task, entry in tasks.items():
+        runs = [r for block in entry["methods"].values() for r in block["runs"].values() if "validation_r2" in r]
+        ridge = [r["rescorer_validation_r2"] for r in runs if "rescorer_validation_r2" in r]
+        if runs:
+            rows.append([task, f"{np.mean([r['validation_r2'] for r in runs]):.2f} ({len(runs)})",
+                         f"{np.mean(ridge):.2f} ({len(ridge)})" if ridge else ""])
+    if not rows:
+        return ""
+    return ("\n\nThe loop's surrogates on the same labelled data (validation R², mean over the loop's runs (count)):"
+            "\n\n" + table(["task", "one-hot ensemble", "ridge rescorer, Morgan counts"], rows))
 
 
 #: (results file, the command that measures it, renderer, its arguments), in the record's order. A section without

@@ -70,6 +70,20 @@ def test_bad_arguments_name_the_option(argv, culprit, capsys):
     assert culprit in capsys.readouterr().err
 
 
+def test_a_run_with_the_ridge_rescorer_records_both_surrogates_fit_and_the_report_shows_them(tmp_path,
+                                                                                             single_torch_thread):
+    out = tmp_path / "pmo.json"
+    pmo.main([*TINY, "--methods", "loop/none", "--rescorer", "ridge", "--json-out", str(out)])
+    result = json.loads(out.read_text())
+    run = result["tasks"]["albuterol_similarity"]["methods"]["loop/none@rescorer=ridge"]["runs"]["0"]
+    assert -1 < run["rescorer_validation_r2"] <= 1 and run["validation_r2"] <= 1
+    assert run["oracle_calls"] == run["labelling_calls"] + run["search_calls"] <= 160
+    import report  # benchmarks/report.py, on sys.path from here
+
+    text = report.pmo(result)
+    assert f"| albuterol_similarity | {run['validation_r2']:.2f} (1) | {run['rescorer_validation_r2']:.2f} (1) |" in text
+
+
 def test_the_loop_options_name_the_method_numbers_and_words_alike():
     args = pmo.parse_args([*TINY, "--graph-share", "0.25", "--rescorer", "ridge"])
     assert pmo.method_label("loop/none", args) == "loop/none@graph-share=0.25,rescorer=ridge"
