@@ -57,8 +57,9 @@ bench-curves: venv  ## the long equal-budget curves: molecules to 1,000 calls a 
 	$(BIN)/python benchmarks/equal_budget.py --domain car --checkpoints 10,30,100,300 --defenses none,fgsm,vat --loop none,vat --baselines cmaes,random --lockstep --no-orchestration --threads 1 --output-dir $(RESULTS) --name equal_budget_car_c300
 	$(BIN)/python benchmarks/report.py --readme README.md --record docs/benchmarks.md
 
-bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop / Graph GA / GA / hill-climber / random (~5 h on 2 cores)
+bench-pmo: venv  ## PMO's AUC top-10 at 10,000 calls, 6 tasks × 3 runs × loop (ensemble / ridge ranking) / Graph GA / GA / hill-climber / random (~6 h on 2 cores)
 	$(BIN)/python benchmarks/pmo.py --runs 3 --json-out $(RESULTS)/pmo.json --resume
+	$(BIN)/python benchmarks/pmo.py --runs 3 --json-out $(RESULTS)/pmo.json --resume --methods loop/none --rescorer ridge
 	$(BIN)/python benchmarks/report.py --readme README.md --record docs/benchmarks.md
 
 bench-oracles: venv  ## oracle and solver measurements, printed as JSON (lbmpy's comparison needs lbmpy)

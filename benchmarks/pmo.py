@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
             if name in stored and stored[name] != getattr(args, name):
                 raise SystemExit(f"--resume: {args.json_out} was measured with --{name.replace('_', '-')} "
                                  f"{stored[name]}, not {getattr(args, name)}; its runs would not be comparable")
-    result["settings"] = {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()}
+    # The protocol alone: the methods and their options are in the method labels, and a file grown over several
+    # invocations (each method with its own options) keeps one measurement's settings.
+    result["settings"] = {name: getattr(args, name) for name in PROTOCOL}
     result["target"] = "ahead of Graph GA and REINVENT on the majority of the tasks run"
 
     def write() -> None:
