@@ -16,7 +16,9 @@ Per round, for every seed at once (one batched tensor):
    Optimization*, NeurIPS). On both, a share of each seed's calls (adapted by Thompson sampling) goes to random
    moves in random order, unranked: where the ensemble stops ranking well, the loop still climbs.
 3. **Exact scoring** — every candidate gets a forward pass of every member (batched; for one-hot rows the first
-   layer is an embedding sum, :meth:`tasks.ensemble.Ensemble.predict_tokens`).
+   layer is an embedding sum, :meth:`tasks.ensemble.Ensemble.predict_tokens`). With ``rescorer="ridge"`` a pool
+   of each seed's candidates is decoded and ranked by a ridge regression on the designer's fingerprints instead
+   (:class:`tasks.ridge.StreamingRidge`), for objectives the one-hot ensemble cannot learn from its data.
 4. **Acquisition** — mean + β·std over the members; the best candidates per seed go to the driver, which checks
    the constraints and verifies the top ``batch_per_seed`` on the oracle.
 5. **Update** — the verified designs join the training data and every member is fine-tuned (warm start, a few
