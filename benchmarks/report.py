@@ -213,7 +213,11 @@ def pmo(result: dict[str, Any]) -> str:
             row.append("" if value is None else f"{value:.3f}")
             sums[name] += value or 0.0
         rows.append(row)
-    rows.append([f"**sum over {len(tasks)} tasks**", *(f"**{sums[m]:.3f}**" for m in methods + published)])
+    # A method not run on every task has no comparable sum.
+    measured = {m: sum(m in entry["methods"] for entry in tasks.values()) for m in methods}
+    rows.append([f"**sum over {len(tasks)} tasks**",
+                 *(f"**{sums[m]:.3f}**" if measured.get(m, len(tasks)) == len(tasks)
+                   else f"({measured[m]} of {len(tasks)} tasks run)" for m in methods + published)])
     ahead = result.get("tasks_ahead_of_published", {})
     comparable = len(tasks) - len(apart)
     rows.append(["comparable tasks ahead of REINVENT / Graph GA / both",
