@@ -196,7 +196,7 @@ def tanimoto_similarity(smiles_a: Sequence[str], smiles_b: Sequence[str], worker
 def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
     """``(n, 2048)`` float32 ``log1p`` Morgan count fingerprints, radius 2 (zeros where a SMILES does not parse):
     the features of the design loop's ridge rescorer, on which a linear model predicts the PMO tasks (validation R²
-    0.3–0.9 from 800 random MOSES molecules) where the one-hot ensemble does not (−0.5 to 0.4)."""
+    0.2–0.9 from 800 random MOSES molecules) where the one-hot ensemble does not (−0.5 to 0.4)."""
     out = np.zeros((len(smiles), _MORGAN_SIZE), dtype=np.float32)
     for i, text in enumerate(smiles):
         mol = Chem.MolFromSmiles(text) if text else None

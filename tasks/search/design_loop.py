@@ -85,7 +85,7 @@ class LoopConfig:
     #: gradient still proposes the edits. Per seed ``rescore_pool`` candidates are decoded and rescored: half the
     #: ensemble's best, half drawn at random from the rest. ``"none"``: the ensemble ranks. On the PMO tasks the
     #: one-hot ensemble trained on 800 random molecules predicts almost nothing (mean validation R² per task −0.5
-    #: to 0.4) where a ridge on Morgan counts reaches 0.3–0.9, and the loop's AUC top-10 rose on all five tasks
+    #: to 0.4) where a ridge on Morgan counts reaches 0.2–0.9, and the loop's AUC top-10 rose on all six tasks
     #: measured (+0.03 to +0.18; ``benchmarks/results/pmo.json``).
     rescorer: str = "none"
     rescore_pool: int = 512
