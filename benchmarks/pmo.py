@@ -59,7 +59,7 @@ NOT_COMPARABLE = {
                     "hydrogen-added SMILES and scores lower: PMO's random screening reaches 0.07, ours 0.45",
 }
 #: The loop's search parameters this script can set (a run with any of them set is a method of its own).
-LOOP_OPTIONS = ("graph_share", "population", "rescorer", "max_edits")
+LOOP_OPTIONS = ("graph_share", "population", "rescorer", "rescore_pool", "max_edits")
 #: The settings that define what a run measures: a resumed file must have been measured under the same ones.
 PROTOCOL = ("max_calls", "n_labelled", "n_seed_pool", "n_seeds", "loop_batch")
 PUBLISHED_SOURCE = ("PMO leaderboard (pmo-benchmark.github.io, per-task pages), AUC top-10, 10,000 calls, "
@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rescorer", choices=("none", "ridge"), default=None,
                         help="the loop's ranking of its candidates (default: the campaign's, none: the ensemble; "
                              "ridge: a ridge regression on Morgan counts)")
+    parser.add_argument("--rescore-pool", type=int, default=None,
+                        help="with --rescorer ridge, candidates per start decoded and rescored a round (default: 512)")
     parser.add_argument("--max-edits", type=int, default=None,
                         help="the loop's most token edits in one candidate (default: the campaign's, 1)")
     parser.add_argument("--loop-batch", type=int, default=30,
@@ -110,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--graph-share must be ≥ 0")
     if args.population is not None and args.population < 1:
         parser.error("--population must be ≥ 1")
+    if args.rescore_pool is not None and args.rescore_pool < 2:
+        parser.error("--rescore-pool must be ≥ 2")
     if args.max_edits is not None and args.max_edits < 1:
         parser.error("--max-edits must be ≥ 1")
     if args.loop_batch < 1:
