@@ -21,7 +21,8 @@ loop and ``graph-ga`` send no such repeat de novo; ``genetic``, ``hill-climber``
     python benchmarks/pmo.py [--tasks albuterol_similarity,median1] [--runs 3] [--methods loop/none,hill-climber]
                              [--json-out benchmarks/results/pmo.json]
 
-The JSON is rewritten after every run; with ``--resume`` the runs already in it are kept and not repeated.
+The JSON is rewritten after every run; with ``--resume`` the runs already in it are kept and not repeated. Runs
+measured side by side (a process per task list) are joined with ``--merge a.json b.json … --json-out OUT``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json-out")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="join these files' runs (one protocol, no run in two files) into --json-out; runs nothing")
     args = parser.parse_args(argv)
+    if args.merge and not args.json_out:
+        parser.error("--merge needs --json-out")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     from designers.objectives.tasks import TASKS
@@ -227,8 +232,41 @@ def summarise(result: dict[str, Any]) -> None:
     result["tasks_ahead_of_published"] = wins
 
 
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One result from files measured under the same protocol: every task's runs of every method, tasks in the
+    default order, re-summarised; a differing protocol or a run found in two files is refused in one line."""
+    results = [json.loads(path.read_text()) for path in paths]
+    first, joined = results[0], {}
+    for path, result in zip(paths, results):
+        for name in PROTOCOL:
+            if result["settings"].get(name) != first["settings"].get(name):
+                raise SystemExit(f"--merge: {path} was measured with --{name.replace('_', '-')} "
+                                 f"{result['settings'].get(name)}, {paths[0]} with {first['settings'].get(name)}")
+        for task, entry in result["tasks"].items():
+            into = joined.setdefault(task, {"methods": {}, "published": entry.get("published", {})})
+            for method, block in entry["methods"].items():
+                runs = into["methods"].setdefault(method, {"runs": {}})["runs"]
+                for run, measured in block["runs"].items():
+                    if run in runs:
+                        raise SystemExit(f"--merge: {task} {method} run {run} is in two files ({path})")
+                    runs[run] = measured
+    order = {task: i for i, task in enumerate(DEFAULT_TASKS)}
+    tasks = sorted(joined, key=lambda task: order.get(task, len(order)))
+    result = {**first, "settings": {name: first["settings"][name] for name in PROTOCOL},
+              "tasks": {task: joined[task] for task in tasks}}
+    for entry in result["tasks"].values():
+        for block in entry["methods"].values():
+            block["runs"] = dict(sorted(block["runs"].items(), key=lambda item: int(item[0])))
+    summarise(result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(merge(args.merge), indent=1) + "\n")
+        return
     import torch
 
     import advdesign.environment  # noqa: F401  (quiet library defaults)

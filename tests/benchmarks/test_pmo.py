@@ -88,3 +88,36 @@ def test_the_loop_options_name_the_method_numbers_and_words_alike():
     args = pmo.parse_args([*TINY, "--graph-share", "0.25", "--rescorer", "ridge"])
     assert pmo.method_label("loop/none", args) == "loop/none@graph-share=0.25,rescorer=ridge"
     assert pmo.method_label("hill-climber", args) == "hill-climber"
+
+
+def _file(path, settings, tasks):
+    path.write_text(json.dumps({"benchmark": "PMO (Gao et al. 2022)", "settings": settings, "tasks": tasks}))
+    return path
+
+
+def test_runs_measured_side_by_side_merge_into_one_summary_and_conflicts_are_refused(tmp_path, capsys):
+    settings = {"max_calls": 10_000, "n_labelled": 200, "n_seed_pool": 100, "n_seeds": 5, "loop_batch": 30}
+
+    def entry(task, runs):
+        return {task: {"published": pmo.PUBLISHED[task],
+                       "methods": {"m": {"runs": {str(r): {"auc_top10": auc} for r, auc in runs.items()}}}}}
+
+    a = _file(tmp_path / "a.json", settings, {**entry("median1", {0: 0.25}), **entry("albuterol_similarity", {1: 0.9})})
+    b = _file(tmp_path / "b.json", {**settings, "tasks": ["x"]}, entry("albuterol_similarity", {0: 0.8}))
+    out = tmp_path / "out.json"
+    pmo.main(["--merge", str(a), str(b), "--json-out", str(out)])
+    result = json.loads(out.read_text())
+    assert list(result["tasks"]) == ["albuterol_similarity", "median1"]  # the default order, not the files'
+    albuterol = result["tasks"]["albuterol_similarity"]["methods"]["m"]
+    assert list(albuterol["runs"]) == ["0", "1"] and albuterol["auc_top10_mean"] == pytest.approx(0.85)
+    assert albuterol["n_runs"] == 2 and result["settings"] == settings
+    assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 0, "Graph GA": 1, "both": 0}
+
+    with pytest.raises(SystemExit, match="median1 m run 0 is in two files"):
+        pmo.merge([a, a])
+    other = _file(tmp_path / "c.json", {**settings, "n_labelled": 800}, entry("median1", {1: 0.3}))
+    with pytest.raises(SystemExit, match="c.json was measured with --n-labelled 800"):
+        pmo.merge([a, other])
+    with pytest.raises(SystemExit):
+        pmo.parse_args(["--merge", str(a)])
+    assert "--merge needs --json-out" in capsys.readouterr().err
