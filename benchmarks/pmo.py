@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="PMO tasks (designers.objectives.tasks)")
     parser.add_argument("--runs", type=int, default=3, help="runs r = 0 … runs−1 per task and method")
+    parser.add_argument("--run-ids", help="these runs instead (e.g. 3,4: more runs measured in another process, "
+                        "joined with --merge)")
     parser.add_argument("--methods", default="loop/none,graph-ga,genetic,hill-climber,random",
                         help="loop/<defense> and black boxes (" + ", ".join(BLACK_BOXES["tokens"]) + ")")
     parser.add_argument("--max-calls", type=int, default=10_000, help="oracle calls a run, labelling included")
@@ -102,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--merge needs --json-out")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        args.run_ids = sorted({int(r) for r in args.run_ids.split(",")}) if args.run_ids else list(range(args.runs))
+    except ValueError:
+        parser.error(f"--run-ids: {args.run_ids!r} is not a comma-separated list of run numbers")
+    if not args.run_ids or min(args.run_ids) < 0:
+        parser.error("--run-ids / --runs: at least one run, numbered from 0")
     from designers.objectives.tasks import TASKS
 
     for task in args.tasks:
@@ -298,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         entry["published"] = PUBLISHED.get(task, {})
         for method in args.methods:
             runs = entry["methods"].setdefault(method_label(method, args), {"runs": {}})["runs"]
-            for run in range(args.runs):
+            for run in args.run_ids:
                 if str(run) in runs:
                     continue
                 runs[str(run)] = one_run(task, method, run, args)

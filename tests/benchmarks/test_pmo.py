@@ -63,7 +63,8 @@ def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, sing
 @pytest.mark.parametrize("argv, culprit", [(["--tasks", "nope"], "--tasks"), (["--methods", "gflownet"], "--methods"),
                                            (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds"),
                                            (["--loop-batch", "0"], "--loop-batch"),
-                                           (["--graph-share", "-1"], "--graph-share")])
+                                           (["--graph-share", "-1"], "--graph-share"),
+                                           (["--run-ids", "3,x"], "--run-ids"), (["--runs", "0"], "--runs")])
 def test_bad_arguments_name_the_option(argv, culprit, capsys):
     with pytest.raises(SystemExit):
         pmo.parse_args([*TINY, *argv])
@@ -82,6 +83,11 @@ def test_a_run_with_the_ridge_rescorer_records_both_surrogates_fit_and_the_repor
 
     text = report.pmo(result)
     assert f"| albuterol_similarity | {run['validation_r2']:.2f} (1) | {run['rescorer_validation_r2']:.2f} (1) |" in text
+
+
+def test_run_ids_pick_the_runs_measured():
+    assert pmo.parse_args(TINY).run_ids == [0]
+    assert pmo.parse_args([*TINY, "--run-ids", "4,3,4"]).run_ids == [3, 4]
 
 
 def test_the_loop_options_name_the_method_numbers_and_words_alike():
