@@ -269,8 +269,9 @@ class SearchParameters(_Parameters):
     calls_per_seed: int = Field(100, ge=1, description="loop: oracle calls allowed per seed (a hard cap)")
     ensemble_size: int = Field(4, ge=1, description="loop: surrogates trained with the same defense, other seeds "
                                "and bootstraps")
-    beta: float = Field(0.0, description="loop: acquisition mean + beta*std over the ensemble (0 greedy, > 0 "
-                        "optimistic, < 0 conservative)")
+    beta: float = Field(0.0, description="loop: acquisition mean + beta*std over the ensemble (with rescorer "
+                        "ridge: the ridge's prediction + beta × its posterior std; 0 greedy, > 0 optimistic, < 0 "
+                        "conservative)")
     batch_per_seed: int = Field(5, ge=1, description="loop: designs per seed sent to the oracle each round (q)")
     proposals_per_incumbent: int = Field(256, ge=1, description="loop: edits drawn per incumbent from the "
                                          "gradient's first-order scores")

@@ -1,6 +1,8 @@
 """The design loop on toy designers with known optima: budget, constraints, no repeats, resumption, reaching the
 optimum; and against the hill-climber at the same budget."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -270,6 +272,13 @@ def test_the_ridge_rescorer_ranks_a_pool_per_seed_and_learns_every_verified_desi
     decoded = designer.decode(designer.one_hot(rows[pooled]))
     expected = loop.ridge.predict(designer.fingerprints(decoded))
     torch.testing.assert_close(rescored[pooled], expected)
+    # An optimistic acquisition adds β times the ridge's posterior std; the mean stays the ridge's prediction.
+    loop.config = replace(loop.config, beta=1.5)
+    rescored, rescored_mean = loop._rescored(state, rows, seed_of, acquisition, mean)
+    pooled = torch.isfinite(rescored)
+    features = designer.fingerprints(designer.decode(designer.one_hot(rows[pooled])))
+    torch.testing.assert_close(rescored_mean[pooled], loop.ridge.predict(features))
+    torch.testing.assert_close(rescored[pooled], loop.ridge.predict(features) + 1.5 * loop.ridge.std(features))
 
 
 def test_the_ridge_rescorer_refuses_a_designer_without_fingerprints():

@@ -40,3 +40,20 @@ def test_non_finite_targets_are_skipped_and_a_bad_alpha_is_refused():
         StreamingRidge(alpha=0.0)
     with pytest.raises(ValueError, match="no finite targets"):
         StreamingRidge().fit()
+
+
+def test_the_posterior_std_is_bayesian_linear_regressions_and_grows_away_from_the_data():
+    x, y = data(n=120, d=8)
+    ridge = StreamingRidge(alpha=2.0)
+    for part in torch.arange(len(x)).split(50):
+        ridge.add(x[part], y[part])
+    probe = torch.cat([x[:5], x[:5] + 10.0])  # five rows it has seen, five far from all of them
+    rows, targets = x.double().numpy(), y.double().numpy()
+    centred = rows - rows.mean(axis=0)
+    precision = centred.T @ centred + 2.0 * np.eye(8)
+    fitted = Ridge(alpha=2.0).fit(rows, targets)
+    noise = np.sum((targets - fitted.predict(rows)) ** 2) / (len(rows) - 1)
+    away = probe.double().numpy() - rows.mean(axis=0)
+    expected = np.sqrt(noise * (np.einsum("ij,jk,ik->i", away, np.linalg.inv(precision), away) + 1 / len(rows)))
+    np.testing.assert_allclose(ridge.std(probe).numpy(), expected, rtol=1e-4)
+    assert (ridge.std(probe)[5:] > 10 * ridge.std(probe)[:5]).all()
