@@ -60,7 +60,7 @@ NOT_COMPARABLE = {
                     "hydrogen-added SMILES and scores lower: PMO's random screening reaches 0.07, ours 0.45",
 }
 #: The loop's search parameters this script can set (a run with any of them set is a method of its own).
-LOOP_OPTIONS = ("graph_share", "population", "rescorer", "rescore_pool", "max_edits")
+LOOP_OPTIONS = ("graph_share", "population", "rescorer", "rescore_pool", "max_edits", "beta")
 #: The settings that define what a run measures: a resumed file must have been measured under the same ones.
 PROTOCOL = ("max_calls", "n_labelled", "n_seed_pool", "n_seeds", "loop_batch")
 PUBLISHED_SOURCE = ("PMO leaderboard (pmo-benchmark.github.io, per-task pages), AUC top-10, 10,000 calls, "
@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --rescorer ridge, candidates per start decoded and rescored a round (default: 512)")
     parser.add_argument("--max-edits", type=int, default=None,
                         help="the loop's most token edits in one candidate (default: the campaign's, 1)")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="the loop's optimism: mean + beta·std (the ensemble's, or with --rescorer ridge the "
+                             "ridge's posterior std; default: the campaign's, 0)")
     parser.add_argument("--loop-batch", type=int, default=30,
                         help="the loop's oracle calls per start a round (its batch_per_seed; a round fine-tunes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")

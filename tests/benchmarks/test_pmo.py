@@ -91,8 +91,8 @@ def test_run_ids_pick_the_runs_measured():
 
 
 def test_the_loop_options_name_the_method_numbers_and_words_alike():
-    args = pmo.parse_args([*TINY, "--graph-share", "0.25", "--rescorer", "ridge"])
-    assert pmo.method_label("loop/none", args) == "loop/none@graph-share=0.25,rescorer=ridge"
+    args = pmo.parse_args([*TINY, "--graph-share", "0.25", "--rescorer", "ridge", "--beta", "1"])
+    assert pmo.method_label("loop/none", args) == "loop/none@graph-share=0.25,rescorer=ridge,beta=1"
     assert pmo.method_label("hill-climber", args) == "hill-climber"
 
 
