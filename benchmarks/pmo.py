@@ -100,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json-out")
+    parser.add_argument("--designs-out", type=Path, metavar="DIR",
+                        help="write each run's verified designs (its search table) to DIR/<task>_<method>_r<run>.csv")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                         help="join these files' runs (one protocol, no run in two files) into --json-out; runs nothing")
     args = parser.parse_args(argv)
@@ -175,6 +177,10 @@ def one_run(task: str, method: str, run: int, args: argparse.Namespace) -> dict[
             fit["rescorer_validation_r2"] = rescorer_r2(designer, data, search.ridge_alpha)
     else:
         table = run_black_box(method, designer, seeds.designs, seeds.scores, budget, seed=run).table
+    if args.designs_out:  # the molecules themselves, for a look at what a run found
+        args.designs_out.mkdir(parents=True, exist_ok=True)
+        name = method_label(method, args).replace("/", "-")
+        table.to_csv(args.designs_out / f"{task}_{name}_r{run}.csv", index=False)
     keys = [k for part, _ in labelled for k in part]
     scores = np.concatenate([s for _, s in labelled]) if labelled else np.zeros(0)
     keys, scores = call_order(keys, scores, table)

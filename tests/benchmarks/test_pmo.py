@@ -54,9 +54,15 @@ def test_a_task_that_is_not_comparable_is_left_out_of_the_counts():
 
 def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, single_torch_thread):
     out = tmp_path / "pmo.json"
-    pmo.main([*TINY, "--methods", "loop/none", "--graph-share", "0", "--json-out", str(out)])
+    pmo.main([*TINY, "--methods", "loop/none", "--graph-share", "0", "--json-out", str(out),
+              "--designs-out", str(tmp_path / "designs")])
     result = json.loads(out.read_text())
     assert list(result["tasks"]["albuterol_similarity"]["methods"]) == ["loop/none@graph-share=0"]
+    import pandas as pd
+
+    designs = pd.read_csv(tmp_path / "designs" / "albuterol_similarity_loop-none@graph-share=0_r0.csv")
+    run = result["tasks"]["albuterol_similarity"]["methods"]["loop/none@graph-share=0"]["runs"]["0"]
+    assert len(designs) == run["search_calls"] and designs["design"].is_unique
     assert set(result["tasks_ahead_of_published"]["loop/none@graph-share=0"]) == {"REINVENT", "Graph GA", "both"}
 
 
