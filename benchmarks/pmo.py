@@ -60,7 +60,7 @@ NOT_COMPARABLE = {
                     "hydrogen-added SMILES and scores lower: PMO's random screening reaches 0.07, ours 0.45",
 }
 #: The loop's search parameters this script can set (a run with any of them set is a method of its own).
-LOOP_OPTIONS = ("graph_share", "population", "rescorer", "rescore_pool", "max_edits", "beta")
+LOOP_OPTIONS = ("graph_share", "decoration_share", "population", "rescorer", "rescore_pool", "max_edits", "beta")
 #: The settings that define what a run measures: a resumed file must have been measured under the same ones.
 PROTOCOL = ("max_calls", "n_labelled", "n_seed_pool", "n_seeds", "loop_batch")
 PUBLISHED_SOURCE = ("PMO leaderboard (pmo-benchmark.github.io, per-task pages), AUC top-10, 10,000 calls, "
@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-seeds", type=int, default=5, help="starts: the best of the pool")
     parser.add_argument("--graph-share", type=float, default=None,
                         help="the loop's share of Graph GA children per incumbent (default: the campaign's, 0.0625)")
+    parser.add_argument("--decoration-share", type=float, default=None,
+                        help="the loop's share of substituent decorations per incumbent (default: the campaign's, 0)")
     parser.add_argument("--population", type=int, default=None,
                         help="the loop's incumbents per start (default: the campaign's, 4)")
     parser.add_argument("--rescorer", choices=("none", "ridge"), default=None,
@@ -128,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-calls must exceed --n-labelled + --n-seed-pool (the labelling is charged)")
     if args.graph_share is not None and not args.graph_share >= 0:
         parser.error("--graph-share must be ≥ 0")
+    if args.decoration_share is not None and not args.decoration_share >= 0:
+        parser.error("--decoration-share must be ≥ 0")
     if args.population is not None and args.population < 1:
         parser.error("--population must be ≥ 1")
     if args.rescore_pool is not None and args.rescore_pool < 2:

@@ -182,6 +182,14 @@ class MoleculeDesigner(Designer):
         return graph_ga.offspring(first, second, seed, rate, chem.default_workers() if self.workers is None
                                   else self.workers)
 
+    def decorations(self, parents: Sequence[str], per_parent: int, seed: int) -> list[list[str]]:
+        """Per parent, ``per_parent`` molecules one common substituent away
+        (:func:`designers.decorations.decorations`)."""
+        from designers import decorations
+
+        return decorations.decorations(parents, per_parent, seed, chem.default_workers() if self.workers is None
+                                       else self.workers)
+
     # -- oracle and constraints -----------------------------------------------------------------------------------
     def _oracle(self, designs: list[str]) -> OracleResult:
         user = self._user_objective()

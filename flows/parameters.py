@@ -298,6 +298,11 @@ class SearchParameters(_Parameters):
                                "of proposals_per_incumbent more candidates that are Graph GA children (Jensen 2019: "
                                "graph crossover and mutation, rings kept whole) of the incumbent and one of any "
                                "start, ranked beside the edits; ~8 ms of RDKit each; 0 turns them off")
+    decoration_share: float = Field(0.0, ge=0, description="loop: molecules, de novo only: per incumbent, this "
+                                    "share of proposals_per_incumbent more candidates that are the incumbent with "
+                                    "one common substituent (F, Cl, CH3, OH, NH2, CF3, CN, OCH3) on an atom with a "
+                                    "hydrogen, ranked beside the edits: the move a SELFIES token edit cannot make; "
+                                    "0 turns them off")
     rescorer: Literal["none", "ridge"] = Field(
         "none", description="loop: molecules: ridge ranks each round's candidates by a ridge regression on Morgan "
         "counts refitted every round on all labelled and verified designs, instead of by the ensemble (whose "
@@ -334,7 +339,7 @@ class SearchParameters(_Parameters):
         return eps
 
     @field_validator("step_size", "beta", "temperature", "random_share", "crossover_share",
-                     "graph_share", "ridge_alpha")
+                     "graph_share", "decoration_share", "ridge_alpha")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

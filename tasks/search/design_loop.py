@@ -79,6 +79,11 @@ class LoopConfig:
     #: the crossovers. A graph crossover keeps rings and chains whole, where a SELFIES cut rarely does. Each child
     #: costs ~8 ms of RDKit, against microseconds for a token edit, hence the smaller share.
     graph_share: float = 0.0625
+    #: Designers with substituent decorations (molecules), de novo: per incumbent, this share of
+    #: ``proposals_per_incumbent`` more candidates, each the incumbent with one common group (F, Cl, CH3, OH, NH2,
+    #: CF3, CN, OCH3) on an atom that carries a hydrogen (:func:`designers.decorations.decorations`), ranked and
+    #: picked unranked like the crossovers: the move a token edit cannot make (a branch takes several tokens).
+    decoration_share: float = 0.0
     #: Token designers with features (``designer.fingerprints``; molecules: Morgan counts): ``"ridge"`` ranks each
     #: round's candidates by a ridge regression on those features (:class:`tasks.ridge.StreamingRidge`), refitted
     #: every round on the labelled data and every verified design, instead of by the ensemble; the ensemble's
@@ -302,7 +307,8 @@ class DesignLoop(Searcher):
 
     def _mixed_lineages(self, designer: Any, rows: torch.Tensor, incumbents: Sequence[Any]):
         """De novo children of two incumbents (the second of any seed): one-point SELFIES crossovers and, for
-        designers with graph operators (molecules), Graph GA children; ``(rows, parent, True)`` per kind."""
+        designers with graph operators (molecules), Graph GA children; and decorations of one incumbent (molecules,
+        ``decoration_share``); ``(rows, parent, True)`` per kind."""
         n, out = len(rows), []
         crossovers = round(self.config.crossover_share * self.config.proposals_per_incumbent)
         if crossovers:
@@ -320,6 +326,16 @@ class DesignLoop(Searcher):
             self._token_rows(designer, [child for child in children if child])
             # A child the vocabulary cannot spell (too long, a token MOSES never uses) is not a candidate.
             known = [i for i, child in enumerate(children) if child and designer.key(child) in self._rows]
+            if known:
+                out.append((self._token_rows(designer, [children[i] for i in known]), parent[known], True))
+        decorated = round(self.config.decoration_share * self.config.proposals_per_incumbent)
+        if decorated and hasattr(designer, "decorations"):
+            seed = int(torch.randint(0, 2**31 - 1, (), generator=self.generator))
+            per_parent = designer.decorations(list(incumbents), decorated, seed)
+            children = [child for kids in per_parent for child in kids]
+            parent = torch.arange(n).repeat_interleave(torch.tensor([len(kids) for kids in per_parent]))
+            self._token_rows(designer, children)
+            known = [i for i, child in enumerate(children) if designer.key(child) in self._rows]
             if known:
                 out.append((self._token_rows(designer, [children[i] for i in known]), parent[known], True))
         return out
