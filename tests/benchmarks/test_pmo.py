@@ -70,6 +70,7 @@ def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, sing
                                            (["--max-calls", "50"], "--max-calls"), (["--n-seeds", "99"], "--n-seeds"),
                                            (["--loop-batch", "0"], "--loop-batch"),
                                            (["--graph-share", "-1"], "--graph-share"),
+                                           (["--decoration-share", "-1"], "--decoration-share"),
                                            (["--run-ids", "3,x"], "--run-ids"), (["--runs", "0"], "--runs")])
 def test_bad_arguments_name_the_option(argv, culprit, capsys):
     with pytest.raises(SystemExit):

@@ -206,6 +206,27 @@ def test_de_novo_molecules_also_get_graph_ga_children_and_under_a_seed_bound_non
     assert edits < with_graph and len(children) > len(seeds) * 16   # 32 a seed, less the unspellable ones
 
 
+def test_de_novo_molecules_get_substituent_decorations_when_asked_and_under_a_seed_bound_none():
+    from designers.decorations import all_decorations
+
+    free = make_designer("molecule", objective="qed", similarity_threshold=0.0, workers=1)
+    bound = make_designer("molecule", objective="qed", similarity_threshold=0.4, workers=1)
+    seeds, _ = seeds_of(free, n=3)
+    quick = TrainingConfig(epochs=2, batch_size=32, lr=3e-3, defense=Defense("none"))
+
+    def candidates(designer, share):
+        loop = make_loop(designer, n_labelled=80, members=2, config=quick, decoration_share=share, graph_share=0.0,
+                         crossover_share=0.0, random_share=0.0, proposals_per_incumbent=32)
+        rows = loop._token_candidates(designer, seeds, torch.arange(len(seeds)))[0]
+        return set(designer.decode(designer.one_hot(rows)))
+
+    edits = candidates(bound, 1.0)
+    assert candidates(free, 0.0) == edits
+    decorated = {free.key(d) for d in candidates(free, 1.0) - edits}
+    possible = {free.key(c) for seed in seeds for c in all_decorations(seed)}
+    assert len(decorated) > 3 * 16 and decorated <= possible   # up to 32 a seed, less the unspellable ones
+
+
 def test_de_novo_no_design_is_verified_for_two_seeds():
     designer = make_designer("tokens")   # no seed bound: every lineage climbs towards the same target
     seeds, scores = seeds_of(designer, n=6)
