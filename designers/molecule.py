@@ -179,16 +179,17 @@ class MoleculeDesigner(Designer):
         from designers import graph_ga
 
         rate = graph_ga.MUTATION_RATE if mutation_rate is None else mutation_rate
-        return graph_ga.offspring(first, second, seed, rate, chem.default_workers() if self.workers is None
-                                  else self.workers)
+        return graph_ga.offspring(first, second, seed, rate, self._rdkit_workers())
 
     def decorations(self, parents: Sequence[str], per_parent: int, seed: int) -> list[list[str]]:
         """Per parent, ``per_parent`` molecules one common substituent away
         (:func:`designers.decorations.decorations`)."""
         from designers import decorations
 
-        return decorations.decorations(parents, per_parent, seed, chem.default_workers() if self.workers is None
-                                       else self.workers)
+        return decorations.decorations(parents, per_parent, seed, self._rdkit_workers())
+
+    def _rdkit_workers(self) -> int:
+        return chem.default_workers() if self.workers is None else self.workers
 
     # -- oracle and constraints -----------------------------------------------------------------------------------
     def _oracle(self, designs: list[str]) -> OracleResult:

@@ -323,22 +323,24 @@ class DesignLoop(Searcher):
             seed = int(torch.randint(0, 2**31 - 1, (), generator=self.generator))
             children = designer.graph_offspring([incumbents[i] for i in parent.tolist()],
                                                 [incumbents[i] for i in partner.tolist()], seed=seed)
-            self._token_rows(designer, [child for child in children if child])
-            # A child the vocabulary cannot spell (too long, a token MOSES never uses) is not a candidate.
-            known = [i for i, child in enumerate(children) if child and designer.key(child) in self._rows]
-            if known:
-                out.append((self._token_rows(designer, [children[i] for i in known]), parent[known], True))
+            out += self._spellable(designer, children, parent)
         decorated = round(self.config.decoration_share * self.config.proposals_per_incumbent)
         if decorated and hasattr(designer, "decorations"):
             seed = int(torch.randint(0, 2**31 - 1, (), generator=self.generator))
             per_parent = designer.decorations(list(incumbents), decorated, seed)
             children = [child for kids in per_parent for child in kids]
             parent = torch.arange(n).repeat_interleave(torch.tensor([len(kids) for kids in per_parent]))
-            self._token_rows(designer, children)
-            known = [i for i, child in enumerate(children) if designer.key(child) in self._rows]
-            if known:
-                out.append((self._token_rows(designer, [children[i] for i in known]), parent[known], True))
+            out += self._spellable(designer, children, parent)
         return out
+
+    def _spellable(self, designer: Any, children: Sequence[str], parent: torch.Tensor):
+        """``[(rows, parent, True)]`` of the children the vocabulary can spell, or ``[]``: a child too long or with
+        a token MOSES never uses (or ``""``, none made) is not a candidate."""
+        self._token_rows(designer, [child for child in children if child])
+        known = [i for i, child in enumerate(children) if child and designer.key(child) in self._rows]
+        if not known:
+            return []
+        return [(self._token_rows(designer, [children[i] for i in known]), parent[known], True)]
 
     #: The adaptive split: each arm's wins and calls fade by this factor a round (the better arm changes as
     #: the search moves away from the training data), and each arm keeps at least this share of the calls.
