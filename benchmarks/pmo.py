@@ -119,9 +119,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--run-ids / --runs: at least one run, numbered from 0")
     from designers.objectives.tasks import TASKS
 
+    known = ("qed", *TASKS)  # PMO's QED task is the built-in objective
     for task in args.tasks:
-        if task not in TASKS:
-            parser.error(f"--tasks: unknown task {task!r}; choose from {', '.join(TASKS)}")
+        if task not in known:
+            parser.error(f"--tasks: unknown task {task!r}; choose from {', '.join(known)}")
     for method in args.methods:
         if not (method.startswith("loop/") or method in BLACK_BOXES["tokens"]):
             parser.error(f"--methods: unknown method {method!r}; loop/<defense> or one of "
