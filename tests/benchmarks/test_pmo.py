@@ -92,6 +92,13 @@ def test_a_run_with_the_ridge_rescorer_records_both_surrogates_fit_and_the_repor
     assert f"| albuterol_similarity | {run['validation_r2']:.2f} (1) | {run['rescorer_validation_r2']:.2f} (1) |" in text
 
 
+def test_every_rdkit_computable_pmo_task_runs_qed_included():
+    from designers.objectives.tasks import PMO_OBJECTIVES
+
+    assert pmo.parse_args([*TINY, "--tasks", ",".join(PMO_OBJECTIVES)]).tasks == list(PMO_OBJECTIVES)
+    assert set(PMO_OBJECTIVES) == set(pmo.PUBLISHED)  # every task has its published numbers beside it
+
+
 def test_run_ids_pick_the_runs_measured():
     assert pmo.parse_args(TINY).run_ids == [0]
     assert pmo.parse_args([*TINY, "--run-ids", "4,3,4"]).run_ids == [3, 4]
@@ -115,18 +122,22 @@ def test_runs_measured_side_by_side_merge_into_one_summary_and_conflicts_are_ref
         return {task: {"published": pmo.PUBLISHED[task],
                        "methods": {"m": {"runs": {str(r): {"auc_top10": auc} for r, auc in runs.items()}}}}}
 
-    a = _file(tmp_path / "a.json", settings, {**entry("median1", {0: 0.25}), **entry("albuterol_similarity", {1: 0.9})})
+    # deco_hop measured before its published numbers were in the script: the merge brings them in.
+    later = {"deco_hop": {**entry("deco_hop", {0: 0.7})["deco_hop"], "published": {}}}
+    a = _file(tmp_path / "a.json", settings, {**later, **entry("median1", {0: 0.25}),
+                                              **entry("albuterol_similarity", {1: 0.9})})
     b = _file(tmp_path / "b.json", {**settings, "tasks": ["x"]}, entry("albuterol_similarity", {0: 0.8}))
     out = tmp_path / "out.json"
     pmo.main(["--merge", str(a), str(b), "--json-out", str(out)])
     result = json.loads(out.read_text())
-    assert list(result["tasks"]) == ["albuterol_similarity", "median1"]  # the default order, not the files'
+    assert list(result["tasks"]) == ["albuterol_similarity", "median1", "deco_hop"]  # defaults first, not the files'
+    assert result["tasks"]["deco_hop"]["published"] == {"REINVENT": 0.666, "Graph GA": 0.619}
     albuterol = result["tasks"]["albuterol_similarity"]["methods"]["m"]
     assert list(albuterol["runs"]) == ["0", "1"] and albuterol["auc_top10_mean"] == pytest.approx(0.85)
     assert albuterol["n_runs"] == 2 and result["settings"] == settings
-    assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 0, "Graph GA": 1, "both": 0}
+    assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 1, "Graph GA": 2, "both": 1}
 
-    with pytest.raises(SystemExit, match="median1 m run 0 is in two files"):
+    with pytest.raises(SystemExit, match="deco_hop m run 0 is in two files"):
         pmo.merge([a, a])
     other = _file(tmp_path / "c.json", {**settings, "n_labelled": 800}, entry("median1", {1: 0.3}))
     with pytest.raises(SystemExit, match="c.json was measured with --n-labelled 800"):
