@@ -235,6 +235,12 @@ def pmo(result: dict[str, Any], title: str = "PMO") -> str:
             + _pmo_fit(tasks))
 
 
+def _mean_r2(values: list[float]) -> str:
+    # R² is undefined where every label is the same (valsartan_smarts: all 0): say so rather than print nan.
+    finite = [v for v in values if np.isfinite(v)]
+    return f"{np.mean(finite):.2f} ({len(finite)})" if finite else f"undefined, labels all equal ({len(values)})"
+
+
 def _pmo_fit(tasks: dict[str, Any]) -> str:
     """Per task, the validation R² of the loop's surrogates on the labelled data, mean over its runs: the one-hot
     ensemble's and, where runs used it, the ridge rescorer's on Morgan counts."""
@@ -243,8 +249,7 @@ def _pmo_fit(tasks: dict[str, Any]) -> str:
         runs = [r for block in entry["methods"].values() for r in block["runs"].values() if "validation_r2" in r]
         ridge = [r["rescorer_validation_r2"] for r in runs if "rescorer_validation_r2" in r]
         if runs:
-            rows.append([task, f"{np.mean([r['validation_r2'] for r in runs]):.2f} ({len(runs)})",
-                         f"{np.mean(ridge):.2f} ({len(ridge)})" if ridge else ""])
+            rows.append([task, _mean_r2([r["validation_r2"] for r in runs]), _mean_r2(ridge) if ridge else ""])
     if not rows:
         return ""
     return ("\n\nThe loop's surrogates on the same labelled data (validation R², mean over the loop's runs (count)):"

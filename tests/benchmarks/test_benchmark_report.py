@@ -56,3 +56,9 @@ def test_only_the_marked_section_is_rewritten():
     assert report.replace_between_markers(text, "new") == f"# title\nbefore\n{report.BEGIN}\nnew\n{report.END}\nafter\n"
     with pytest.raises(SystemExit, match="expected one"):
         report.replace_between_markers("no markers here", "new")
+
+
+def test_the_pmo_fit_table_says_where_r2_is_undefined():
+    # valsartan_smarts: no run finds the SMARTS, every label is 0 and R² is NaN; it is not averaged in.
+    assert report._mean_r2([float("nan")] * 3) == "undefined, labels all equal (3)"
+    assert report._mean_r2([0.5, float("nan"), 0.7]) == "0.60 (2)"
