@@ -270,10 +270,12 @@ def summarise(result: dict[str, Any]) -> None:
     result["tasks_ahead_of_published"] = wins
 
 
+#: The order of a merged file's tasks: the default tasks first, then the rest of PMO's in the published table's.
+TASK_ORDER = {task: i for i, task in enumerate(dict.fromkeys((*DEFAULT_TASKS, *PUBLISHED)))}
+
+
 def task_order(task: str) -> int:
-    """The default tasks first, in their order, then the rest of PMO's in the published table's."""
-    order = list(dict.fromkeys((*DEFAULT_TASKS, *PUBLISHED)))
-    return order.index(task) if task in order else len(order)
+    return TASK_ORDER.get(task, len(TASK_ORDER))
 
 
 def merge(paths: list[Path]) -> dict[str, Any]:
