@@ -3,7 +3,7 @@
 ``--objective`` (``DesignerParameters.objective``) takes, per designer:
 
 * molecules: ``plogp`` (default), ``qed``, a GuacaMol/PMO task by name (:mod:`designers.objectives.tasks`;
-  ``pmo:<task>`` is the same), or ``module.path:function[@version]`` (:mod:`designers.objectives.user`);
+  ``pmo:<task>`` is the task as PMO scored it, the same but for the four with a formula term), or ``module.path:function[@version]`` (:mod:`designers.objectives.user`);
 * cars: ``top_speed`` (default, km/h), ``drag_area`` (C_D·A in m², minimised, so the score is −C_D·A), or
   ``module.path:function[@version]`` on the oracle's components.
 
@@ -48,8 +48,8 @@ def normalise(text: str, designer: str = "molecule", probe: bool = True) -> str:
 
         loaded = user.probe(text, designer) if probe else user.load(text)
         return loaded.label  # the version (given or the callable's __version__) is part of the name
-    name = text.removeprefix("pmo:") if designer == "molecule" else text
     known = choices(designer)
+    name = text.removeprefix("pmo:") if designer == "molecule" and text not in known else text
     if name not in known:
         raise ObjectiveError(f"unknown {designer} objective {text!r}; choose one of {', '.join(known)} "
                              "or give module.path:function")

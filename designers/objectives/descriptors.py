@@ -51,6 +51,14 @@ def count_atoms(mol: Chem.Mol, element: str | None = None) -> int:
     return sum(1 for atom in with_h.GetAtoms() if element is None or atom.GetSymbol() == element)
 
 
+def smiles_text_atom_count(mol: Chem.Mol) -> int:
+    """The "total atom count" PMO scored its formula terms with (TDC ≤ 0.3.6, which PMO pins): the formula parser
+    run over the canonical SMILES *text*, so an uppercase symbol counts 1, or the number after it (a ring-closure
+    digit), aromatic atoms and implicit hydrogens count 0. TDC fixed this in 0.3.7 (Aug 2022, keeping the old one as
+    ``*_prev``); PMO's published numbers were measured with it."""
+    return sum(int(n) if n else 1 for _, n in re.findall(r"([A-Z][a-z]*)(\d*)", Chem.MolToSmiles(mol)))
+
+
 def parse_formula(formula: str) -> list[tuple[str, int]]:
     """``"C7H8N2O2"`` → ``[("C", 7), ("H", 8), ("N", 2), ("O", 2)]``; raises ``ValueError`` on anything else."""
     parts = re.findall(r"([A-Z][a-z]?)(\d*)", formula)

@@ -65,16 +65,25 @@ class AtomCount:
 @dataclass(frozen=True)
 class Isomer:
     """Closeness to a molecular formula: per element a Gaussian (σ = 1) on its count, and one (σ = 2) on the total
-    atom count, averaged (geometric by default, as GuacaMol v2 and PMO use): exactly 1 for every isomer."""
+    atom count, averaged (geometric by default, as GuacaMol v2 and PMO use): exactly 1 for every isomer.
+
+    ``total="smiles_text"`` counts the total as PMO's oracle did (:func:`descriptors.smiles_text_atom_count`), for
+    comparisons with PMO's published numbers; isomers then score far below 1 unless their SMILES text happens to
+    spell the right count."""
 
     formula: str
     mean: str = "geometric"
-    terms: tuple[AtomCount, ...] = field(init=False, repr=False, compare=False)
+    total: str = "atoms"
+    terms: tuple[Callable[[Chem.Mol], float], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.total not in ("atoms", "smiles_text"):
+            raise ValueError(f"Isomer total must be 'atoms' or 'smiles_text', not {self.total!r}")
         counts = descriptors.parse_formula(self.formula)
-        terms = [AtomCount(element, Gaussian(n, 1.0)) for element, n in counts]
-        terms.append(AtomCount(None, Gaussian(sum(n for _, n in counts), 2.0)))
+        terms: list[Callable[[Chem.Mol], float]] = [AtomCount(element, Gaussian(n, 1.0)) for element, n in counts]
+        everything = Gaussian(sum(n for _, n in counts), 2.0)
+        terms.append(AtomCount(None, everything) if self.total == "atoms"
+                     else Property(descriptors.smiles_text_atom_count, everything))
         object.__setattr__(self, "terms", tuple(terms))
 
     def __call__(self, mol: Chem.Mol) -> float:

@@ -41,15 +41,37 @@ def test_a_tiny_run_charges_every_call_and_resumes_without_repeating(tmp_path, s
     assert out.read_text() == before
 
 
-def test_a_task_that_is_not_comparable_is_left_out_of_the_counts():
-    def entry(published, auc):
-        return {"published": published, "methods": {"m": {"runs": {"0": {"auc_top10": auc}}}}}
+def test_a_task_not_scored_as_pmo_scored_it_is_left_out_of_the_counts():
+    def entry(published, auc, **objective):
+        return {**objective, "published": published, "methods": {"m": {"runs": {"0": {"auc_top10": auc}}}}}
 
+    # zaleplon_mpo from before the objective was recorded: GuacaMol's formula term, not PMO's.
     result = {"tasks": {"albuterol_similarity": entry({"REINVENT": 0.882, "Graph GA": 0.838}, 0.85),
                         "zaleplon_mpo": entry({"REINVENT": 0.358, "Graph GA": 0.346}, 0.5)}}
     pmo.summarise(result)
     assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 0, "Graph GA": 1, "both": 0}
     assert list(result["not_comparable"]) == ["zaleplon_mpo"]
+    result["tasks"]["zaleplon_mpo"]["objective"] = "pmo:zaleplon_mpo"  # scored as PMO did: it counts
+    pmo.summarise(result)
+    assert result["tasks_ahead_of_published"]["m"] == {"REINVENT": 1, "Graph GA": 2, "both": 1}
+    assert result["not_comparable"] == {}
+
+
+def test_a_task_scored_otherwise_is_neither_resumed_nor_merged(tmp_path):
+    stale = {"settings": {name: getattr(pmo.parse_args(TINY), name) for name in pmo.PROTOCOL},
+             "tasks": {"zaleplon_mpo": {"methods": {"m": {"runs": {"0": {"auc_top10": 0.5}}}}}}}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(stale))
+    before = old.read_text()
+    with pytest.raises(SystemExit, match="scored zaleplon_mpo as zaleplon_mpo, not as PMO did"):
+        pmo.main([*TINY, "--tasks", "zaleplon_mpo", "--json-out", str(old), "--resume"])
+    assert old.read_text() == before
+    new = tmp_path / "new.json"
+    stale["tasks"]["zaleplon_mpo"]["objective"] = "pmo:zaleplon_mpo"
+    stale["tasks"]["zaleplon_mpo"]["methods"]["m"]["runs"] = {"1": {"auc_top10": 0.3}}
+    new.write_text(json.dumps(stale))
+    with pytest.raises(SystemExit, match="scored zaleplon_mpo as pmo:zaleplon_mpo, an earlier file as zaleplon_mpo"):
+        pmo.merge([old, new])
 
 
 def test_the_loop_with_another_graph_share_is_a_method_of_its_own(tmp_path, single_torch_thread):

@@ -228,6 +228,30 @@ def test_isomer_penalties_match_guacamols_published_test():
         assert _score("isomers_c11h24", smiles) == pytest.approx(expected)
 
 
+def test_pmo_scored_its_formula_terms_off_the_smiles_text():
+    from designers.objectives import normalise
+    from designers.objectives.descriptors import smiles_text_atom_count
+
+    # TDC 0.3.6's formula parser on the canonical SMILES: a ring-closure digit is read as a count, aromatic atoms
+    # are not read, a bracket's H is: decalin 10 atoms read as 12, pyrrole as 1, alanine's [C@H] as 2.
+    for smiles, read in (("C1CCC2CCCCC2C1", 12), ("c1cc[nH]c1", 1), ("C[C@H](N)C(=O)O", 7), ("ClCBr", 3)):
+        assert smiles_text_atom_count(Chem.MolFromSmiles(smiles)) == read
+    # 4-Nitrobenzylamine is C7H8N2O2 (every element term 1) but its text NCc1ccc([N+](=O)[O-])cc1 reads 5 atoms for
+    # 19: the total term is exp(−½·(14/2)²), the geometric mean of five terms exp(−4.9); GuacaMol's scoring gives 1.
+    nitro = "NCc1ccc(cc1)[N+](=O)[O-]"
+    assert _score("pmo:isomers_c7h8n2o2", nitro) == pytest.approx(math.exp(-4.9))
+    assert _score("isomers_c7h8n2o2", nitro) == pytest.approx(1.0)
+    # The same parts but the total: zaleplon's text reads 8 atoms for 41, so as PMO scored it, it is far from its own
+    # task (GuacaMol's scoring: 0.42, test above).
+    zaleplon = TASKS["zaleplon_mpo"].target
+    assert _score("pmo:zaleplon_mpo", zaleplon) < 1e-6 and _score("zaleplon_mpo", zaleplon) > 0.4
+    assert _score("pmo:sitagliptin_mpo", ASPIRIN) <= _score("sitagliptin_mpo", ASPIRIN)
+    # pmo:<task> names the task as PMO scored it: a task of its own only where that differs.
+    assert normalise("pmo:zaleplon_mpo") == "pmo:zaleplon_mpo" and normalise("pmo:median1") == "median1"
+    assert {name for name in TASKS if name.startswith("pmo:")} == {
+        "pmo:isomers_c7h8n2o2", "pmo:isomers_c9h10n2o2pf2cl", "pmo:sitagliptin_mpo", "pmo:zaleplon_mpo"}
+
+
 def test_median_tasks_are_geometric_means_of_two_similarities():
     camphor, menthol = "CC1(C)C2CCC1(C)C(=O)C2", "CC(C)C1CCC(C)CC1O"
     between = DataStructs.TanimotoSimilarity(AllChem.GetMorganFingerprint(Chem.MolFromSmiles(camphor), 2),
