@@ -42,9 +42,10 @@ class DesignerParameters(_Parameters):
                                "(lattice-Boltzmann oracle)")
     objective: str = Field(
         "plogp", description="what is maximised. Molecules: plogp, qed, a GuacaMol/PMO task (celecoxib_rediscovery, "
-        "osimertinib_mpo, median1, ...; pmo:<task>: the task as PMO scored it; docs/objectives.md lists them). Cars: top_speed or "
-        "drag_area (C_D*A minimised: the score is -C_D*A). Either: module.path:function[@version], a callable from "
-        "a list of SMILES (cars: the oracle's components) to one float each, higher is better")
+        "osimertinib_mpo, median1, ...; pmo:<task>: the task as PMO scored it; docs/objectives.md lists them). "
+        "Cars: top_speed or drag_area (C_D*A minimised: the score is -C_D*A). Either: "
+        "module.path:function[@version], a callable from a list of SMILES (cars: the oracle's components) to one "
+        "float each, higher is better")
     similarity_threshold: float = Field(0.4, ge=0, le=1, description="δ: minimum Tanimoto similarity to the seed")
     max_sa: float | None = Field(None, description="optional upper bound on the SA score (1 easy ... 10 hard)")
     min_mol_weight: float | None = Field(None, ge=0, description="optional lower bound on molecular weight (Da)")

@@ -3,7 +3,8 @@
 ``--objective`` (``DesignerParameters.objective``) takes, per designer:
 
 * molecules: ``plogp`` (default), ``qed``, a GuacaMol/PMO task by name (:mod:`designers.objectives.tasks`;
-  ``pmo:<task>`` is the task as PMO scored it, the same but for the four with a formula term), or ``module.path:function[@version]`` (:mod:`designers.objectives.user`);
+  ``pmo:<task>`` is the task as PMO scored it, the same but for the four with a formula term), or
+  ``module.path:function[@version]`` (:mod:`designers.objectives.user`);
 * cars: ``top_speed`` (default, km/h), ``drag_area`` (C_D·A in m², minimised, so the score is −C_D·A), or
   ``module.path:function[@version]`` on the oracle's components.
 

@@ -236,8 +236,8 @@ def test_pmo_scored_its_formula_terms_off_the_smiles_text():
     # are not read, a bracket's H is: decalin 10 atoms read as 12, pyrrole as 1, alanine's [C@H] as 2.
     for smiles, read in (("C1CCC2CCCCC2C1", 12), ("c1cc[nH]c1", 1), ("C[C@H](N)C(=O)O", 7), ("ClCBr", 3)):
         assert smiles_text_atom_count(Chem.MolFromSmiles(smiles)) == read
-    # 4-Nitrobenzylamine is C7H8N2O2 (every element term 1) but its text NCc1ccc([N+](=O)[O-])cc1 reads 5 atoms for
-    # 19: the total term is exp(−½·(14/2)²), the geometric mean of five terms exp(−4.9); GuacaMol's scoring gives 1.
+    # 4-Nitrobenzylamine is C7H8N2O2 (every element term 1) but its text NCc1ccc([N+](=O)[O-])cc1 reads 5 atoms
+    # for 19: the total term is exp(−½·(14/2)²), the geometric mean of five terms exp(−4.9); GuacaMol's gives 1.
     nitro = "NCc1ccc(cc1)[N+](=O)[O-]"
     assert _score("pmo:isomers_c7h8n2o2", nitro) == pytest.approx(math.exp(-4.9))
     assert _score("isomers_c7h8n2o2", nitro) == pytest.approx(1.0)
