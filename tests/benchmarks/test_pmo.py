@@ -119,6 +119,8 @@ def test_every_rdkit_computable_pmo_task_runs_qed_included():
 
     assert pmo.parse_args([*TINY, "--tasks", ",".join(PMO_OBJECTIVES)]).tasks == list(PMO_OBJECTIVES)
     assert set(PMO_OBJECTIVES) == set(pmo.PUBLISHED)  # every task has its published numbers beside it
+    everything = pmo.parse_args([*TINY, "--tasks", "all"]).tasks
+    assert len(everything) == 20 and set(everything) == set(PMO_OBJECTIVES) and everything[0] == "albuterol_similarity"
 
 
 def test_run_ids_pick_the_runs_measured():
