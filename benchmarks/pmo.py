@@ -71,7 +71,7 @@ PUBLISHED = {
 }
 #: Why a task scored otherwise than PMO scored it cannot be read against the published numbers (such a task is left
 #: out of the counts of tasks ahead): runs measured before the tasks with a formula term were scored as PMO did.
-NOT_AS_PMO_SCORED = ("scored with GuacaMol's formula term (the true total atom count), where PMO's oracle (TDC 0.3.6) "
+NOT_AS_PMO_SCORED = ("scored with GuacaMol's formula term, the true total atom count, where PMO's oracle (TDC 0.3.6) "
                      "read the total off the SMILES text and scores far lower: on 10,000 random MOSES molecules the "
                      "best ten average 0.12 on zaleplon_mpo as PMO scored it, 0.49 as GuacaMol does")
 #: The loop's search parameters this script can set (a run with any of them set is a method of its own).
