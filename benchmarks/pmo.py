@@ -317,7 +317,8 @@ def merge(paths: list[Path]) -> dict[str, Any]:
                         raise SystemExit(f"--merge: {task} {method} run {run} is in two files ({path})")
                     runs[run] = measured
     tasks = sorted(joined, key=task_order)
-    result = {**first, "settings": {name: first["settings"][name] for name in PROTOCOL},
+    result = {**first, "published_source": PUBLISHED_SOURCE,
+              "settings": {name: first["settings"][name] for name in PROTOCOL},
               "tasks": {task: joined[task] for task in tasks}}
     for entry in result["tasks"].values():
         for block in entry["methods"].values():
