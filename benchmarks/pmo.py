@@ -133,11 +133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--run-ids: {args.run_ids!r} is not a comma-separated list of run numbers")
     if not args.run_ids or min(args.run_ids) < 0:
         parser.error("--run-ids / --runs: at least one run, numbered from 0")
-    from designers.objectives.tasks import PMO_OBJECTIVES, PMO_TASKS, TASKS
+    from designers.objectives.tasks import PMO_OBJECTIVES, TASKS
 
     args.tasks = sorted(PMO_OBJECTIVES, key=task_order) if args.tasks.strip() == "all" else \
         [t.strip() for t in args.tasks.split(",") if t.strip()]
-    known = ("qed", *PMO_TASKS, *(t for t in TASKS if t not in PMO_TASKS and ":" not in t))  # QED: the built-in
+    # PMO's QED task is the built-in objective; a pmo:<task> is how a task is scored, not a task of its own.
+    known = ("qed", *(t for t in TASKS if not t.startswith("pmo:")))
     for task in args.tasks:
         if task not in known:
             parser.error(f"--tasks: unknown task {task!r}; choose from {', '.join(known)}")
