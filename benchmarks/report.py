@@ -24,6 +24,10 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def load(name: str) -> dict[str, Any] | None:
+    """One results file, or for a pattern (``*``) every file it matches, by file stem; ``None`` when absent."""
+    if "*" in name:
+        found = {path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob(name))}
+        return found or None
     path = RESULTS / name
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -93,6 +97,34 @@ def equal_budget(result: dict[str, Any], title: str) -> str:
             f"{'charged' if result['labelling_charged'] else 'not charged'}; {where}; "
             f"{result['wall_seconds'] / 60:.0f} min)\n\n"
             + table(["method", *[f"C = {c}" for c in checkpoints], "calls spent / start", "val. R²"], rows))
+
+
+def paired_draws(results: dict[str, dict[str, Any]], title: str, plain: str = "loop/none",
+                 other: str = "loop/coms") -> str:
+    """``other`` against ``plain`` over data draws (each file one draw: its own labels and starts): per draw the two
+    improvements and their difference at every C, then the mean difference ± its standard error over the draws."""
+    draws = sorted(results.values(), key=lambda r: r["settings"]["data_seed"])
+    checkpoints = [str(c) for c in draws[0]["checkpoints"]]
+    gaps = {c: [] for c in checkpoints}
+    rows = []
+    for result in draws:
+        cells = []
+        for c in checkpoints:
+            a, b = (result["methods"][m]["improvement"][c]["mean"] for m in (plain, other))
+            gaps[c].append(b - a)
+            cells.append(f"{a:+.2f} / {b:+.2f} ({b - a:+.2f})")
+        rows.append([result["settings"]["data_seed"], *cells])
+    summary = []
+    for c in checkpoints:
+        gap = np.array(gaps[c])
+        error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else float("nan")
+        summary.append(f"**{gap.mean():+.2f} ± {error:.2f}**, ahead on {int((gap > 0).sum())} of {len(gap)}")
+    rows.append([f"mean difference ± s.e. over {len(draws)} draws", *summary])
+    first = draws[0]
+    return (f"**{title}** ({first['n_seeds']} starts × {first['repeats']} repeats a draw, improvement in "
+            f"{first['score_unit']} at C oracle calls **per start**, mean over repeats, {plain} / {other} "
+            f"({other} − {plain}); labelling ({first['labelling_calls']:,} calls) not charged)\n\n"
+            + table(["data draw", *[f"C = {c}" for c in checkpoints]], rows))
 
 
 # -- 3. speed -----------------------------------------------------------------------------------------------------
@@ -307,6 +339,9 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "whose 20,000 unlabelled change the draw; `--loop none,coms`, otherwise as 2a⁵)",)),
     ("equal_budget_molecule_coms_d2.json", None, equal_budget,
      ("2a⁵″. Plain and COMs on a third data draw (`--data-seed 2`; otherwise as 2a⁵′)",)),
+    ("equal_budget_molecule_plain_coms_draw*.json", None, paired_draws,
+     ("2a⁶. Plain and COMs over seven data draws, one commit (`37ac229`; `--data-seed 0` … `6`, otherwise as 2a⁵′, "
+      "two processes side by side; draws 3–6 decided before any was seen)",)),
     ("equal_budget_car.json", "python benchmarks/equal_budget.py --domain car --output-dir benchmarks/results",
      equal_budget, ("2b. Equal budget, cars",)),
     ("equal_budget_car_c300.json", None, equal_budget,

@@ -62,3 +62,22 @@ def test_the_pmo_fit_table_says_where_r2_is_undefined():
     # valsartan_smarts: no run finds the SMARTS, every label is 0 and R² is NaN; it is not averaged in.
     assert report._mean_r2([float("nan")] * 3) == "undefined, labels all equal (3)"
     assert report._mean_r2([0.5, float("nan"), 0.7]) == "0.60 (2)"
+
+
+def test_paired_draws_show_each_draw_and_the_mean_difference(tmp_path, monkeypatch):
+    def draw(seed, plain, coms):
+        improvement = lambda values: {str(c): {"mean": v} for c, v in zip((10, 30), values)}  # noqa: E731
+        return {"settings": {"data_seed": seed}, "checkpoints": [10, 30], "n_seeds": 10, "repeats": 3,
+                "score_unit": "penalized logP", "labelling_calls": 3000,
+                "methods": {"loop/none": {"improvement": improvement(plain)},
+                            "loop/coms": {"improvement": improvement(coms)}}}
+
+    for seed, plain, coms in ((1, (1.0, 2.0), (1.5, 2.5)), (0, (1.0, 2.0), (0.9, 2.3))):
+        (tmp_path / f"equal_budget_molecule_plain_coms_draw{seed}.json").write_text(json.dumps(draw(seed, plain, coms)))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    text = report.render(full=True)
+    assert "| 0 | +1.00 / +0.90 (-0.10) | +2.00 / +2.30 (+0.30) |" in text  # draws in data-seed order
+    assert "| 1 | +1.00 / +1.50 (+0.50) | +2.00 / +2.50 (+0.50) |" in text
+    # Differences −0.1 and +0.5: mean +0.2, s.e. 0.3; +0.3 and +0.5: mean +0.4, s.e. 0.1.
+    assert "| mean difference ± s.e. over 2 draws | **+0.20 ± 0.30**, ahead on 1 of 2 | " \
+           "**+0.40 ± 0.10**, ahead on 2 of 2 |" in text
