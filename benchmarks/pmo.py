@@ -39,7 +39,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tasks.search.registry import BLACK_BOXES  # noqa: E402  (the project root is on sys.path from here)
+from designers.objectives.tasks import pmo_scored  # noqa: E402  (the project root is on sys.path from here)
+from tasks.search.registry import BLACK_BOXES  # noqa: E402
 
 #: The tasks run by default: RDKit-computable PMO tasks of each kind (similarity, MPO, median, rediscovery). The
 #: results file also holds zaleplon_mpo, measured before the script scored it as PMO did, and kept apart as such.
@@ -250,13 +251,6 @@ def _shown(value: Any) -> str:
 def _loop_options(args: argparse.Namespace) -> dict[str, Any]:
     """The loop's search parameters set on the command line (the campaign's defaults for the rest)."""
     return {name: getattr(args, name) for name in LOOP_OPTIONS if getattr(args, name) is not None}
-
-
-def pmo_scored(task: str) -> str:
-    """The objective that scores ``task`` as PMO did (``pmo:zaleplon_mpo``; most tasks: the task itself)."""
-    from designers.objectives.tasks import pmo_scored as scored
-
-    return scored(task)
 
 
 def scored_as(task: str, entry: dict[str, Any]) -> str:
