@@ -119,9 +119,6 @@ class LoopConfig:
     #: cars (2 starts × 3 repeats, C = 10) the plain ensemble's loop reached +20.2 km/h from radius 0.1, +21.3 from
     #: 0.4 and +28.2 from 0.8, where one-shot gradient search on a VAT surrogate, free to move ~2, reached +27.5.
     radius: tuple[float, float, float] = (0.8, 0.01, 1.6)
-    #: Box designers: per seed with ``2·d`` verified designs, this share of ``proposals_per_incumbent`` more
-    #: candidates drawn from the spread of its best designs (:meth:`DesignLoop._elite_points`). 0: none.
-    elite_share: float = 0.5
     #: Rounds in a row that improved a seed before its region doubles; TuRBO's 3.
     success_tolerance: int = 3
     #: Rounds in a row without improvement before a seed's region halves; ``None``: TuRBO's
@@ -196,7 +193,7 @@ class DesignLoop(Searcher):
             if self.radius is None:
                 self.radius = torch.full((len(state.seeds),), self.config.radius[0])
                 self.streak = torch.zeros(len(state.seeds), dtype=torch.long)
-            rows, seed_of, acquisition, mean, parent_rank = self._box_candidates(state, incumbents,
+            rows, seed_of, acquisition, mean, parent_rank = self._box_candidates(state.designer, incumbents,
                                                                                  torch.tensor(owner))
         slots = self._unranked_slots(len(state.seeds), state.round)
         if slots.any():
@@ -482,8 +479,7 @@ class DesignLoop(Searcher):
         blank = torch.zeros(designer.input_shape[0], dtype=torch.long)
         return torch.stack([self._rows.get(designer.key(d), blank) for d in designs])
 
-    def _box_candidates(self, state: SearchState, incumbents: Sequence[Any], owner: torch.Tensor):
-        designer = state.designer
+    def _box_candidates(self, designer: Any, incumbents: Sequence[Any], owner: torch.Tensor):
         centres = designer.encode(list(incumbents)).float()
         per = self.config.proposals_per_incumbent
         radius = self.radius[owner].repeat_interleave(per)[:, None]
@@ -501,40 +497,14 @@ class DesignLoop(Searcher):
             offset = moved - centre
             offset = offset * (radius / offset.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
             x = designer.project(centre + offset).detach()
+        x = designer.discretize(x)
         seed_of = owner.repeat_interleave(per)
+        with torch.no_grad():
+            predictions = self.ensemble(x)
         # The random points' parents' ranks among their seed's incumbents (0: the best), -1 for the gradient's:
         # the unranked picks are random points of the best incumbent's region first, TuRBO's local search.
         parent_rank = rank_within_seed(owner).repeat_interleave(per).masked_fill(ascend, -1)
-        elite, elite_seed = self._elite_points(state, sorted(set(owner.tolist())))
-        x = designer.discretize(torch.cat([x, elite]))
-        seed_of = torch.cat([seed_of, elite_seed])
-        parent_rank = torch.cat([parent_rank, torch.zeros_like(elite_seed)])
-        with torch.no_grad():
-            predictions = self.ensemble(x)
         return x, seed_of, _acquire(predictions, self.config.beta), predictions.mean(dim=0), parent_rank
-
-    def _elite_points(self, state: SearchState, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per seed with ``2·d`` verified designs, ``elite_share · proposals_per_incumbent`` points around its best
-        design, drawn from a Gaussian with the spread of its ``2·d`` best about the best (CMA-ES's rank-μ weights,
-        Hansen 2016), each scaled by a factor log-uniform in [¼, 2]: where the good designs lie, along the class
-        rules the optimum presses against, not across them as the trust region's round ball does. Tried in the
-        same places as the ball's random points (ranked, and picked unranked beside them)."""
-        designer = state.designer
-        d = math.prod(designer.input_shape)
-        k, n = 2 * d, round(self.config.elite_share * self.config.proposals_per_incumbent)
-        best = {i: [design for design, _ in state.best(i, k)] for i in seeds} if n else {}
-        ready = [i for i in seeds if len(best[i]) == k] if n else []
-        if not ready:
-            return torch.zeros(0, d), torch.zeros(0, dtype=torch.long)
-        elites = designer.encode([design for i in ready for design in best[i]]).float().reshape(len(ready), k, d)
-        weights = math.log(k + 0.5) - torch.log(torch.arange(1, k + 1, dtype=torch.float32))
-        deviation = elites - elites[:, :1]
-        spread = torch.einsum("k,skd,ske->sde", weights / weights.sum(), deviation, deviation)
-        factor, _ = torch.linalg.cholesky_ex(spread + 1e-8 * torch.eye(d))
-        z = torch.randn((len(ready), n, d), generator=self.generator)
-        scale = 2.0 ** (3 * torch.rand((len(ready), n, 1), generator=self.generator) - 2)
-        points = elites[:, :1] + scale * z @ factor.transpose(1, 2)
-        return designer.project(points.reshape(-1, d)), torch.tensor(ready).repeat_interleave(n)
 
     def _resize_trust_regions(self, state: SearchState, told: Sequence[Told]) -> None:
         first, low, high = self.config.radius

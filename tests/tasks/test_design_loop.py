@@ -263,34 +263,6 @@ def test_the_trust_region_follows_turbos_counters_and_restarts_from_its_first_si
     assert [round_(False) for _ in range(3)][-1] == 0.4                     # 0.0625 < 0.1: the first size again
 
 
-def test_elite_points_spread_along_the_best_designs_and_wait_for_enough_of_them():
-    """The best ``2·d`` designs of a seed lie on a line through its best: the elite points lie on that line too
-    (up to the jitter), around the best, as far as the elites reach (rms ≈ their weighted rms × 0.97 for the
-    factors log-uniform in [¼, 2]); a seed with fewer gets none."""
-    from tasks.search.base import SearchState
-
-    designer = make_designer("sphere")                      # d = 4, so 8 elites
-    loop = make_loop(designer, finetune_epochs=0, elite_share=0.5)
-    state = SearchState(designer, [(0.5,) * 4, (0.2,) * 4], np.array([-1.0, -1.0]), 100)
-    best = torch.tensor([0.5, 0.5, 0.5, 0.5])
-    along = torch.tensor([1.0, -1.0, 0.0, 0.0]) / 2 ** 0.5
-    for j in range(10):
-        design = tuple((best + 0.01 * j * along).tolist())
-        state.scores[0][designer.key(design)] = -0.1 * j    # best first: the nearer, the better
-        state.designs[0][designer.key(design)] = design
-    for j in range(5):                                      # seed 1: too few to have a spread
-        design = (0.2 + 0.01 * j,) * 4
-        state.scores[1][designer.key(design)] = -0.1 * j
-        state.designs[1][designer.key(design)] = design
-    points, seed_of = loop._elite_points(state, [0, 1])
-    assert seed_of.tolist() == [0] * 32                     # 0.5 × 64 proposals, seed 0 only
-    offset = points - best
-    off_line = offset - (offset @ along)[:, None] * along
-    assert off_line.norm(dim=1).max() < 1e-3
-    reach = 0.01 * float(np.sqrt(np.average(np.arange(8) ** 2, weights=np.log(8.5) - np.log(np.arange(1, 9)))))
-    assert 0.5 * reach < offset.norm(dim=1).pow(2).mean().sqrt() < 1.5 * reach
-
-
 def test_seed_ranking_groups_by_seed_best_first_and_leaves_out_what_cannot_be_ranked():
     values = torch.tensor([0.5, 2.0, -torch.inf, 1.0, 3.0, float("nan"), 0.1])
     seed_of = torch.tensor([1, 0, 0, 1, 1, 0, 0])
