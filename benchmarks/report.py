@@ -374,6 +374,16 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "processes side by side, joined with `--merge`; same starts and data as 2b′–2d; `equal_budget.py --domain car "
       "--checkpoints 10,30,100,300,1000 --loop vat --defenses '' --baselines '' --repeat-ids r --resume-dir DIR "
       "--no-orchestration`)",)),
+    ("equal_budget_car_c1000_cpu.json", None, equal_budget,
+     ("2d″. Equal budget, cars to C = 1000, every method on this CPU on one commit (commit `516c3c2`; 5 repeats, "
+      "the loops one process a repeat or two, CMA-ES and random in lockstep in one, side by side and joined with "
+      "`--merge`; same starts and data as 2b′–2d′; `equal_budget.py --domain car --repeats 5 --checkpoints "
+      "10,30,100,300,1000 --defenses '' --no-orchestration` with `--loop vat --baselines '' --repeat-ids r`, "
+      "`--loop none --baselines '' --repeat-ids r`, `--loop '' --baselines cmaes,random --lockstep`)",)),
+    ("equal_budget_car_elite_ablation.json", None, equal_budget,
+     ("2d‴. Ablation, cars: the VAT loop with elite-Gaussian proposals (commit `99e9c7c`, reverted in `9ae5e7e`: per "
+      "start, 32 more candidates a round drawn around its best design from the spread of its 24 best) beside the "
+      "loop without them (the `loop/vat` repeats 0–2 of 2d″); same starts, data and budget as 2d″)",)),
     ("pmo.json", "python benchmarks/pmo.py --json-out benchmarks/results/pmo.json", pmo, ()),
     ("pmo_300_labels.json", "make bench-pmo-300", pmo,
      ("PMO with 300 labelling calls, the loop alone, on all 20 RDKit-computable tasks (`make bench-pmo-300`: "
@@ -389,7 +399,7 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
 #: The tables the README shows: where each of the design loop's and PMO's targets stands today. The record shows all.
 README_TABLES = {"design_loop_protocol.json", "design_loop_plogp.json", "loop_round_speed.json",
                  "equal_budget_molecule_c1000.json", "equal_budget_molecule_trades_coms.json",
-                 "equal_budget_car_gpu_loop.json", "equal_budget_car_vat_c1000.json", "pmo.json",
+                 "equal_budget_car_c1000_cpu.json", "pmo.json",
                  "pmo_300_labels.json"}
 
 
