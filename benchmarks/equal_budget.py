@@ -368,7 +368,7 @@ def merge_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
     the same domain, checkpoints, starts and labelling; no method's repeat measured twice. Each method's curves are
     re-summarised over its repeats in repeat order; oracle calls and times add up, the wall time is the longest
     run's (they ran side by side), the device lists where each run's oracle ran, and ``merged_from`` keeps each
-    run's repeats, methods, device, wall time and load average."""
+    run's repeats, methods, device, wall time and load average (a merged file's runs, not the file)."""
     first = results[0]
     for result in results[1:]:
         for key in ("domain", "resolution", "checkpoints", "seeds", "labelling_calls", "labelling_charged"):
@@ -395,11 +395,17 @@ def merge_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
         "oracle_seconds": round(sum(r["oracle_seconds"] for r in results), 1),
         "wall_seconds": max(r["wall_seconds"] for r in results),
         "methods": {m: summarise([per[r] for r in sorted(per)], checkpoints) for m, per in by_method.items()},
-        "merged_from": [{"repeat_ids": r.get("repeat_ids"), "methods": list(r["methods"]), "device": r["device"],
-                         "oracle_max_batch": r["oracle_max_batch"], "wall_seconds": r["wall_seconds"],
-                         "load_average": r["load_average"]} for r in results],
+        # A file merged before keeps its own runs' entries, so repeats added later still show where each ran.
+        "merged_from": [run for r in results for run in r.get("merged_from") or [_run_entry(r)]],
         "complete": all(r["complete"] for r in results),
     }
+
+
+def _run_entry(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``merged_from`` keeps of one run."""
+    return {"repeat_ids": result.get("repeat_ids"), "methods": list(result["methods"]), "device": result["device"],
+            "oracle_max_batch": result["oracle_max_batch"], "wall_seconds": result["wall_seconds"],
+            "load_average": result["load_average"]}
 
 
 def unsummarise(summary: dict[str, Any], checkpoints) -> list[dict[str, Any]]:

@@ -166,6 +166,12 @@ def test_runs_of_single_repeats_merge_into_the_run_of_all_repeats(tmp_path):
             mine, theirs = merged["methods"][method]["improvement"][c], whole["methods"][method]["improvement"][c]
             assert mine["per_repeat"] == pytest.approx(theirs["per_repeat"]) and mine["std"] == pytest.approx(
                 theirs["std"])
+    assert [run["repeat_ids"] for run in merged["merged_from"]] == [[1], [0]]
+    # Repeats added to a merged file later: its runs stay listed one by one, not as one run of both repeats.
+    r0, r1 = (json.loads((tmp_path / name / "equal_budget_car.json").read_text()) for name in ("r0", "r1"))
+    later = equal_budget.merge_repeats([equal_budget.merge_repeats([r0]), r1])
+    assert [run["repeat_ids"] for run in later["merged_from"]] == [[0], [1]]
+    assert later["methods"] == equal_budget.merge_repeats([r0, r1])["methods"]
     with pytest.raises(SystemExit, match="repeat 0 measured twice"):
         equal_budget.merge_repeats([merged, merged])
 
