@@ -71,8 +71,8 @@ random proposals — for all of them (:func:`tasks.search.black_box.run_black_bo
 one searcher per repeat): the same designs and scores as repeat after repeat, in far fewer calls. The JSON records
 the device, torch version, the oracle calls' count and time. The design loop cannot batch that way (a round sends
 ``batch_per_seed`` designs a start, then fine-tunes), so on a many-core machine each loop runs as its own process:
-``--repeat-ids r`` measures repeat r alone, ``--resume-dir`` keeps each loop's state after every round (the same
-command started again goes on from there), and ``--merge a.json b.json …`` joins the runs' JSONs into one
+``--repeat-ids r`` measures repeat r alone, ``--resume-dir`` keeps the labels and each loop's state after every
+round (the same command started again, on this machine or another, labels nothing and goes on from there), and ``--merge a.json b.json …`` joins the runs' JSONs into one
 (docs/car-oracle.md shows the commands)::
 
     python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
@@ -278,12 +278,10 @@ def run_loop(designer, data, seeds, surrogate, search, defense: str, repeat: int
     r2 = regression_metrics(lambda x: ensemble(x).mean(dim=0), data.x_val, data.y_val)["validation_r2"]
     checkpoint = None
     if resume_dir is not None:
-        # The labels to 1e-4, not their bytes (data.data_id): the car's flow oracle, run again, can differ in the
-        # last bits, and the labels here are recomputed on every start (no Prefect cache).
-        fingerprint = data_fingerprint(designer.name, data.x_train, np.round(data.y_train.numpy(), 4), defense,
-                                       repeat, calls_per_seed, config.as_params(), surrogate.hidden,
-                                       search.model_dump(), [designer.key(s) for s in seeds.designs],
-                                       np.round(seeds.scores, 4))
+        # The labels' exact bytes: a restart reads them back from the same folder (pure_stages.StoredLabels).
+        fingerprint = data_fingerprint(designer.name, data.data_id, defense, repeat, calls_per_seed,
+                                       config.as_params(), surrogate.hidden, search.model_dump(),
+                                       [designer.key(s) for s in seeds.designs], seeds.scores)
         checkpoint = SearchCheckpoint(Path(resume_dir) / f"loop-{defense}-r{repeat}", fingerprint)
     result = run_search(searcher, designer, seeds.designs, seeds.scores, calls_per_seed, patience=loop.patience,
                         checkpoint=checkpoint)
@@ -444,25 +442,27 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from designers import make_designer
+    from tasks import pure_stages
     from tasks.pure_stages import regression_metrics, training_config
     from tasks.search.black_box import run_black_box, run_black_box_repeats
 
     if args.no_orchestration:
-        from tasks import pure_stages
-
-        prepare_data = partial(pure_stages.prepare_data, label=pure_stages.label_directly)
-        choose_seeds = partial(pure_stages.choose_seeds, label=pure_stages.label_directly)
+        label = pure_stages.label_directly
 
         def train(data_id, defense, *rest):  # the task's arguments; the pure trainer has no cache key
             return pure_stages.train_surrogate(*rest)
         tracker = NoTracker()
     else:
-        from flows.stages import choose_seeds, prepare_data
-        from tasks.prefect_tasks import train_surrogate_task as train
+        from tasks.prefect_tasks import oracle_in_batches as label, train_surrogate_task as train
         from tasks.tracking import Tracker
 
         tracking_uri = args.tracking_uri or f"sqlite:///{tempfile.mkdtemp(prefix='equal-budget-')}/mlflow.db"
         tracker = Tracker(tracking_uri, "equal-budget")
+    if args.resume_dir:
+        # Kept beside the loops' checkpoints: a restart labels nothing again, and finds the checkpoints.
+        label = pure_stages.StoredLabels(args.resume_dir, label)
+    prepare_data = partial(pure_stages.prepare_data, label=label)
+    choose_seeds = partial(pure_stages.choose_seeds, label=label)
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

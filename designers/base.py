@@ -6,6 +6,7 @@ and never call the oracle behind the designer's back, so every oracle call is co
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Sequence
@@ -140,3 +141,19 @@ class Designer:
     def render(self, pairs: Sequence[tuple[Any, Any]], path: str, captions: Sequence[str] | None = None) -> None:
         """Draw (seed, design) pairs side by side into a PNG at ``path``."""
         raise NotImplementedError
+
+
+def designer_fingerprint(designer: Designer, oracle_only: bool = True) -> str:
+    """The designer's name and plain settings: what decides its oracle's answers.
+
+    Settings a designer lists in ``settings_outside_oracle`` (a similarity threshold, a worker count) are left
+    out: they never change a score, so changing them must not relabel the data. With ``oracle_only=False`` they
+    are kept: a search's state depends on its constraints (a loop checkpointed at δ = 0.4 is not one at δ = 0.6).
+    """
+    outside = (set(getattr(designer, "settings_outside_oracle", ())) if oracle_only else {"workers", "threads"}) | {
+        "oracle_calls"}
+    settings = {
+        k: v for k, v in sorted(vars(designer).items())
+        if not k.startswith("_") and k not in outside and isinstance(v, (str, int, float, bool, type(None)))
+    }
+    return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"

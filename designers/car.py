@@ -245,7 +245,7 @@ class CarDesigner(Designer):
         self.oracle_calls = 0
         self._chunks_restored = 0  # chunks of flow read back from a killed run's ChunkStore, not simulated again
         # A plain-text copy of the resolution: the oracle task's cache key is built from the designer's plain
-        # attributes (tasks.prefect_tasks.designer_fingerprint), and a coarse score must never answer a fine query.
+        # attributes (designers.base.designer_fingerprint), and a coarse score must never answer a fine query.
         self.lattice = (f"{resolution.cells_per_metre:g} cells/m, {resolution.flow_times:g} H/U "
                         f"(ramp {resolution.ramp_flow_times:g}, averaged {resolution.average_flow_times:g})")
         self._rows, self._bounds, self._labels = self._linear_constraints()

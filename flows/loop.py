@@ -19,13 +19,13 @@ import pandas as pd
 import torch
 from prefect.settings import get_current_settings
 
-from designers.base import Designer
+from designers.base import Designer, designer_fingerprint
 from flows.parameters import CampaignParameters
 from flows.stages import log_data_inputs, log_design_pictures
 from tasks import progress
 from tasks.candidates import campaign_metrics
 from tasks.ensemble import EnsembleMean
-from tasks.prefect_tasks import designer_fingerprint, oracle_in_batches, train_ensemble_task
+from tasks.prefect_tasks import oracle_in_batches, train_ensemble_task
 from tasks.pure_stages import (DesignData, Seeds, data_fingerprint, regression_metrics, training_config,
                                worst_case_metrics)
 from tasks.search.anytime import protocol_metrics

@@ -16,29 +16,13 @@ import torch
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from designers.base import Designer, OracleResult
+from designers.base import Designer, OracleResult, designer_fingerprint
 from tasks import progress
 from tasks.ensemble import Ensemble, train_ensemble
 from tasks.pure_stages import train_surrogate
 from tasks.result_serializer import DATA_SERIALIZER
 from tasks.surrogate import Surrogate
 from tasks.training import TrainingConfig, TrainingHistory
-
-
-def designer_fingerprint(designer: Designer, oracle_only: bool = True) -> str:
-    """The designer's name and plain settings: what decides its oracle's answers.
-
-    Settings a designer lists in ``settings_outside_oracle`` (a similarity threshold, a worker count) are left
-    out: they never change a score, so changing them must not relabel the data. With ``oracle_only=False`` they
-    are kept: a search's state depends on its constraints (a loop checkpointed at δ = 0.4 is not one at δ = 0.6).
-    """
-    outside = (set(getattr(designer, "settings_outside_oracle", ())) if oracle_only else {"workers", "threads"}) | {
-        "oracle_calls"}
-    settings = {
-        k: v for k, v in sorted(vars(designer).items())
-        if not k.startswith("_") and k not in outside and isinstance(v, (str, int, float, bool, type(None)))
-    }
-    return f"{designer.name}:{json.dumps(settings, sort_keys=True)}"
 
 
 #: What one oracle call labels, in a task run's name.

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from designers.base import Designer, OracleResult
+from designers.base import Designer, OracleResult, designer_fingerprint
 from tasks.surrogate import Surrogate
 from tasks.training import Defense, TrainingConfig, TrainingHistory, train_model
 
@@ -42,6 +43,45 @@ def label_directly(designer: Designer, designs: Sequence[Any], batch_size: int) 
     """The designer's oracle on all ``designs`` in one call (it cuts them into its own chunks): no task, no
     cache. ``batch_size`` (the flows' designs per oracle task) is not used."""
     return designer.oracle(list(designs))
+
+
+class StoredLabels:
+    """A labeller that keeps its answers in ``folder``: asked again for the same designs by the same oracle
+    (:func:`designers.base.designer_fingerprint`), it reads them back and calls no oracle.
+
+    For scripts without Prefect's cache that resume (``benchmarks/equal_budget.py --resume-dir``): a restart then
+    repeats no labelling call, and the loops' checkpoints, which name their training labels' exact bytes, are
+    found again even where the oracle, run once more, would differ in the last bits (the car's flow solver on
+    another machine's CPU or on a GPU). The answers are JSON, written atomically; one file per set of designs.
+    """
+
+    def __init__(self, folder: str | Path, label: Labeller) -> None:
+        self.folder, self.label = Path(folder), label
+
+    def __call__(self, designer: Designer, designs: Sequence[Any], batch_size: int) -> OracleResult:
+        keys = [designer.key(d) for d in designs]
+        path = self.folder / f"labels-{data_fingerprint(designer_fingerprint(designer), keys)}.json"
+        if path.is_file():
+            return _result_from_json(json.loads(path.read_text()))
+        result = self.label(designer, designs, batch_size)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"designer": designer_fingerprint(designer), "keys": keys, **_result_json(result)}))
+        os.replace(tmp, path)
+        return result
+
+
+def _result_json(result: OracleResult) -> dict[str, Any]:
+    """An oracle result as JSON, with each array's dtype: read back, its bytes are the same."""
+    arrays = {"scores": np.asarray(result.scores), **{f"extras.{k}": np.asarray(v) for k, v in result.extras.items()}}
+    return {"failures": list(result.failures),
+            "arrays": {name: {"dtype": str(a.dtype), "values": a.tolist()} for name, a in arrays.items()}}
+
+
+def _result_from_json(stored: dict[str, Any]) -> OracleResult:
+    arrays = {name: np.asarray(a["values"], dtype=a["dtype"]) for name, a in stored["arrays"].items()}
+    return OracleResult(arrays.pop("scores"), stored["failures"],
+                        {name.removeprefix("extras."): a for name, a in arrays.items()})
 
 
 def data_fingerprint(*parts: Any) -> str:

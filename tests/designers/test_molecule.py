@@ -84,7 +84,7 @@ def test_render_writes_a_png(designer, tmp_path):
 
 
 def test_labels_are_shared_across_constraints_but_not_objectives():
-    from tasks.prefect_tasks import designer_fingerprint
+    from designers.base import designer_fingerprint
 
     base = designer_fingerprint(MoleculeDesigner())
     assert designer_fingerprint(MoleculeDesigner(similarity_threshold=0.6, max_sa=4.5, workers=1)) == base

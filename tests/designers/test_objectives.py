@@ -63,7 +63,7 @@ def test_a_user_objective_scores_through_the_designer_oracle_and_names_each_fail
 
 
 def test_the_cache_identity_is_the_name_and_version():
-    from tasks.prefect_tasks import designer_fingerprint
+    from designers.base import designer_fingerprint
 
     def fingerprint(objective):
         return designer_fingerprint(MoleculeDesigner(objective=objective, workers=1))
@@ -176,7 +176,7 @@ def test_car_objectives_top_speed_drag_area_and_a_user_callable(fake_flow):
 
 
 def test_the_car_objective_is_part_of_the_cache_key(fake_flow):
-    from tasks.prefect_tasks import designer_fingerprint
+    from designers.base import designer_fingerprint
 
     assert designer_fingerprint(fake_flow(threads=1)) != designer_fingerprint(fake_flow(threads=1,
                                                                                          objective="drag_area"))

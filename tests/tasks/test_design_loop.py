@@ -104,7 +104,7 @@ def test_a_resumed_loop_repeats_no_oracle_call(tmp_path):
 
 def test_a_loops_checkpoint_belongs_to_its_constraints():
     from designers.molecule import MoleculeDesigner
-    from tasks.prefect_tasks import designer_fingerprint
+    from designers.base import designer_fingerprint
 
     loose, strict = MoleculeDesigner(similarity_threshold=0.4), MoleculeDesigner(similarity_threshold=0.6)
     assert designer_fingerprint(loose) == designer_fingerprint(strict)  # the same oracle: labels are shared
