@@ -213,7 +213,17 @@ def loop_round_speed(result: dict[str, Any]) -> str:
             f"(decoding, constraints) {result['screening_seconds']:.1f} s, fine-tuning "
             f"{result['finetune_seconds']:.1f} s, against {result['oracle_seconds_per_round']:.1f} s of the "
             f"molecule oracle per round: the loop's own share of a round is "
-            f"{pct(result['loop_share_of_round'])} (target ≤ {pct(result['targets']['loop_share_of_round'])}).")
+            f"{pct(result['loop_share_of_round'])} (target ≤ {pct(result['targets']['loop_share_of_round'])})"
+            + _share_at_a_costlier_oracle(result) + ".")
+
+
+def _share_at_a_costlier_oracle(result: dict[str, Any]) -> str:
+    if "oracle_ms_per_call_for_target_share" not in result:
+        return ""
+    return (f"; per oracle call ({result['seeds']} × {result['batch_per_seed']} a round) the loop spends "
+            f"{result['loop_ms_per_oracle_call']:.1f} ms of its own against the oracle's "
+            f"{result['oracle_ms_per_call']:.2f} ms, so its share is ≤ {pct(result['targets']['loop_share_of_round'])}"
+            f" from an oracle of {result['oracle_ms_per_call_for_target_share']:.0f} ms a call on")
 
 
 def _bfloat16_scoring(fast: dict[str, Any] | None) -> str:
