@@ -385,9 +385,10 @@ SECTIONS: list[tuple[str, str | None, Callable[..., str], tuple]] = [
       "--checkpoints 10,30,100,300,1000 --loop vat --defenses '' --baselines '' --repeat-ids r --resume-dir DIR "
       "--no-orchestration`)",)),
     ("equal_budget_car_c1000_cpu.json", None, equal_budget,
-     ("2d″. Equal budget, cars to C = 1000, every method on this CPU on one commit (commit `516c3c2`; 8 repeats, "
-      "0–4 then 5–7, the loops one process a repeat or two, CMA-ES and random in lockstep in one, side by side and "
-      "joined with `--merge`; same starts and data as 2b′–2d′; `equal_budget.py --domain car --repeats 8 --checkpoints "
+     ("2d″. Equal budget, cars to C = 1000, every method on this CPU on one search code (commit `516c3c2`, repeats "
+      "8–15 on `d8022c3`, whose search is the same; 16 repeats, 0–4, then 5–7, then 8–15 for every method alike, "
+      "the loops one process a repeat or two, CMA-ES and random in lockstep in one, side by side and "
+      "joined with `--merge`; same starts and data as 2b′–2d′; `equal_budget.py --domain car --repeats 16 --checkpoints "
       "10,30,100,300,1000 --defenses '' --no-orchestration` with `--loop vat --baselines '' --repeat-ids r`, "
       "`--loop none --baselines '' --repeat-ids r`, `--loop '' --baselines cmaes,random --lockstep`)",)),
     ("equal_budget_car_elite_ablation.json", None, equal_budget,
