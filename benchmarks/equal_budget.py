@@ -72,8 +72,8 @@ one searcher per repeat): the same designs and scores as repeat after repeat, in
 the device, torch version, the oracle calls' count and time. The design loop cannot batch that way (a round sends
 ``batch_per_seed`` designs a start, then fine-tunes), so on a many-core machine each loop runs as its own process:
 ``--repeat-ids r`` measures repeat r alone, ``--resume-dir`` keeps the labels and each loop's state after every
-round (the same command started again, on this machine or another, labels nothing and goes on from there), and ``--merge a.json b.json …`` joins the runs' JSONs into one
-(docs/car-oracle.md shows the commands)::
+round (the same command started again, on this machine or another, labels nothing and goes on from there), and
+``--merge a.json b.json …`` joins the runs' JSONs into one (docs/car-oracle.md shows the commands)::
 
     python benchmarks/equal_budget.py --domain car --device cuda --max-batch 1024 --no-orchestration --lockstep \
         --checkpoints 100,300,1000 --restarts 32 --baselines random,cmaes --output-dir "$OUT"

@@ -8,7 +8,6 @@ keys and represented by a fingerprint of the data they were built from.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np

@@ -59,14 +59,14 @@ class StoredLabels:
         self.folder, self.label = Path(folder), label
 
     def __call__(self, designer: Designer, designs: Sequence[Any], batch_size: int) -> OracleResult:
-        keys = [designer.key(d) for d in designs]
-        path = self.folder / f"labels-{data_fingerprint(designer_fingerprint(designer), keys)}.json"
+        oracle, keys = designer_fingerprint(designer), [designer.key(d) for d in designs]
+        path = self.folder / f"labels-{data_fingerprint(oracle, keys)}.json"
         if path.is_file():
             return _result_from_json(json.loads(path.read_text()))
         result = self.label(designer, designs, batch_size)
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"designer": designer_fingerprint(designer), "keys": keys, **_result_json(result)}))
+        tmp.write_text(json.dumps({"designer": oracle, "keys": keys, **_result_json(result)}))
         os.replace(tmp, path)
         return result
 
